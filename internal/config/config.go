@@ -1,0 +1,232 @@
+// Package config builds the helper's settings once, from flags, the environment and the
+// config file (in that order of precedence), so no other package reads os.Getenv.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Defaults, as the contract gives them.
+const (
+	DefaultRegistry = "cgr.dev"
+	DefaultIssuer   = "https://issuer.enforce.dev"
+	DefaultAPI      = "https://console-api.enforce.dev"
+	DefaultAudience = "cgr.dev"
+	AppName         = "docker-credential-cgr"
+)
+
+// Settings is everything the helper needs to know about its surroundings.
+type Settings struct {
+	Registries []string // served registry hosts, lower-case, "host" or "host:port"
+	Issuer     string   // token issuer URL, no trailing slash
+	API        string   // platform API URL, no trailing slash
+	Audience   string   // audience of the registry tokens `get` serves
+	Store      string   // "auto", "keychain" or "file"
+	StoreDir   string   // file store, locks and state
+
+	Identity      string // CGR_IDENTITY: assumable identity id for workloads
+	IdentityToken string // CGR_IDENTITY_TOKEN: an OIDC token, or a path to one
+
+	// GitHub Actions' ambient OIDC token endpoint, when present.
+	ActionsTokenURL   string
+	ActionsTokenToken string
+
+	AutoLogin bool   // CGR_AUTO_LOGIN
+	Browser   string // BROWSER: command that opens a URL (the URL is its last argument)
+	SudoShare bool   // CGR_SUDO_SHARE
+	CI        bool   // running under CI (CI=true or GITHUB_ACTIONS=true)
+
+	ConfigFile string // the config file that was read ("" when none)
+}
+
+// File is the shape of config.yaml. Every key is optional.
+type File struct {
+	Registry  string `yaml:"registry"`
+	Issuer    string `yaml:"issuer"`
+	API       string `yaml:"api"`
+	Audience  string `yaml:"audience"`
+	Store     string `yaml:"store"`
+	StoreDir  string `yaml:"store_dir"`
+	AutoLogin *bool  `yaml:"auto_login"`
+}
+
+// Flags are the values given on the command line; empty means "not given".
+type Flags struct {
+	Registry string
+	Issuer   string
+	API      string
+	Store    string
+}
+
+// Getenv looks up an environment variable; os.Getenv in production, a map in tests.
+type Getenv func(string) string
+
+// Load builds Settings. getenv is usually os.Getenv; configDir and dataDir are the user's
+// config and data directories (empty: derived from getenv as the XDG spec says).
+func Load(getenv Getenv, flags Flags) (Settings, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	var file File
+	path := filepath.Join(UserConfigDir(getenv), AppName, "config.yaml")
+	var s Settings
+	switch b, err := os.ReadFile(path); {
+	case err == nil:
+		if err := yaml.Unmarshal(b, &file); err != nil {
+			return Settings{}, fmt.Errorf("config file %s: %w", path, err)
+		}
+		s.ConfigFile = path
+	case errors.Is(err, os.ErrNotExist):
+	default:
+		return Settings{}, fmt.Errorf("config file: %w", err)
+	}
+
+	pick := func(flag, env, file, def string) string {
+		for _, v := range []string{flag, getenv(env), file} {
+			if v = strings.TrimSpace(v); v != "" {
+				return v
+			}
+		}
+		return def
+	}
+	regs := pick(flags.Registry, "CGR_REGISTRY", file.Registry, DefaultRegistry)
+	for _, r := range strings.Split(regs, ",") {
+		r = strings.ToLower(strings.TrimSpace(r))
+		if r == "" {
+			continue
+		}
+		if !validHost(r) {
+			return Settings{}, fmt.Errorf("CGR_REGISTRY: %q is not a host or host:port", r)
+		}
+		s.Registries = append(s.Registries, r)
+	}
+	if len(s.Registries) == 0 {
+		return Settings{}, errors.New("CGR_REGISTRY: no registry host given")
+	}
+	var err error
+	if s.Issuer, err = endpoint("CGR_ISSUER", pick(flags.Issuer, "CGR_ISSUER", file.Issuer, DefaultIssuer)); err != nil {
+		return Settings{}, err
+	}
+	if s.API, err = endpoint("CGR_API", pick(flags.API, "CGR_API", file.API, DefaultAPI)); err != nil {
+		return Settings{}, err
+	}
+	s.Audience = pick("", "CGR_AUDIENCE", file.Audience, DefaultAudience)
+	s.Store = strings.ToLower(pick(flags.Store, "CGR_STORE", file.Store, "auto"))
+	switch s.Store {
+	case "auto", "keychain", "file":
+	default:
+		return Settings{}, fmt.Errorf("CGR_STORE: %q is not one of auto, keychain, file", s.Store)
+	}
+	s.StoreDir = pick("", "CGR_STORE_DIR", file.StoreDir, filepath.Join(UserDataDir(getenv), AppName))
+	s.Identity = strings.TrimSpace(getenv("CGR_IDENTITY"))
+	s.IdentityToken = strings.TrimSpace(getenv("CGR_IDENTITY_TOKEN"))
+	s.ActionsTokenURL = getenv("ACTIONS_ID_TOKEN_REQUEST_URL")
+	s.ActionsTokenToken = getenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+	s.AutoLogin = true
+	if file.AutoLogin != nil {
+		s.AutoLogin = *file.AutoLogin
+	}
+	if v := getenv("CGR_AUTO_LOGIN"); v != "" {
+		if s.AutoLogin, err = strconv.ParseBool(v); err != nil {
+			return Settings{}, fmt.Errorf("CGR_AUTO_LOGIN: %q is not true or false", v)
+		}
+	}
+	s.SudoShare = true
+	if v := getenv("CGR_SUDO_SHARE"); v != "" {
+		if s.SudoShare, err = strconv.ParseBool(v); err != nil {
+			return Settings{}, fmt.Errorf("CGR_SUDO_SHARE: %q is not true or false", v)
+		}
+	}
+	s.Browser = getenv("BROWSER")
+	s.CI = truthy(getenv("CI")) || truthy(getenv("GITHUB_ACTIONS"))
+	return s, nil
+}
+
+// Serves reports whether host (already lower-cased, "host" or "host:port") is served.
+func (s Settings) Serves(host string) bool {
+	for _, r := range s.Registries {
+		if r == host {
+			return true
+		}
+	}
+	return false
+}
+
+// IssuerHost is the issuer's host, the default audience of workload tokens.
+func (s Settings) IssuerHost() string {
+	u, err := url.Parse(s.Issuer)
+	if err != nil {
+		return s.Issuer
+	}
+	return u.Host
+}
+
+func truthy(v string) bool {
+	b, err := strconv.ParseBool(v)
+	return err == nil && b
+}
+
+// endpoint validates an issuer or API URL: https, or http only on a loopback host.
+func endpoint(name, raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("%s: %q is not an http(s) URL", name, raw)
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !IsLoopback(u.Hostname()) {
+			return "", fmt.Errorf("%s: %q: plain http is allowed only for loopback hosts; use https", name, raw)
+		}
+	default:
+		return "", fmt.Errorf("%s: %q is not an http(s) URL", name, raw)
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}
+
+// IsLoopback reports whether host (no port) is 127.0.0.0/8, ::1 or localhost.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func validHost(h string) bool {
+	u, err := url.Parse("https://" + h)
+	return err == nil && u.Host == h && u.Path == "" && u.User == nil && u.Hostname() != ""
+}
+
+// UserConfigDir is $XDG_CONFIG_HOME, else $HOME/.config.
+func UserConfigDir(getenv Getenv) string {
+	if d := getenv("XDG_CONFIG_HOME"); d != "" {
+		return d
+	}
+	return filepath.Join(home(getenv), ".config")
+}
+
+// UserDataDir is $XDG_DATA_HOME, else $HOME/.local/share.
+func UserDataDir(getenv Getenv) string {
+	if d := getenv("XDG_DATA_HOME"); d != "" {
+		return d
+	}
+	return filepath.Join(home(getenv), ".local", "share")
+}
+
+func home(getenv Getenv) string {
+	if h := getenv("HOME"); h != "" {
+		return h
+	}
+	h, _ := os.UserHomeDir()
+	return h
+}

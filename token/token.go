@@ -1,0 +1,131 @@
+// Package token is where credentials come from and how they stay fresh: the login session
+// (login, refresh), workload identities (OIDC exchange), pull tokens (expiry, renewal).
+package token
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/config"
+	"github.com/cgrtools/docker-credential-cgr/keystore"
+)
+
+// Clock tells the time; tests move it.
+type Clock interface{ Now() time.Time }
+
+// SystemClock is the wall clock.
+type SystemClock struct{}
+
+// Now is time.Now.
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// Deps is what every source needs from its surroundings, built once in main.
+type Deps struct {
+	Settings config.Settings
+	Store    keystore.Store
+	HTTP     *http.Client // every request also carries a context deadline
+	Clock    Clock
+	Stderr   io.Writer // warnings and login prompts; never secrets
+	Rand     io.Reader // key generation, PKCE/state
+	// OpenBrowser opens a URL for the user ($BROWSER, else the OS opener). Injected so tests
+	// use a fake browser that follows the issuer's redirects.
+	OpenBrowser func(ctx context.Context, url string) error
+	// Interactive: stderr is a terminal and this is not CI, so `get` may start a login.
+	Interactive bool
+}
+
+// ErrNoCredential means nothing is configured for this source (never logged in, no pull
+// token stored, no workload identity): `get` answers "not found" so anonymous pulls work.
+var ErrNoCredential = errors.New("no credential configured")
+
+// FixableError is a failure the user can fix with one command. Its Error() is ONE line
+// naming the cause and the command, which Docker, crane, skopeo and helm print as is.
+type FixableError struct {
+	Cause string // "your cgr.dev session expired at 2026-11-26 21:00 UTC"
+	Fix   string // "docker-credential-cgr login"
+	Err   error  // underlying error, for errors.Is/As; never printed when it could hold a secret
+}
+
+func (e *FixableError) Error() string {
+	if e.Fix == "" {
+		return e.Cause
+	}
+	return fmt.Sprintf("%s; run `%s`", e.Cause, e.Fix)
+}
+
+func (e *FixableError) Unwrap() error { return e.Err }
+
+// Token is a JWT with the claims the helper reads. Claims are read WITHOUT verifying the
+// signature: the helper only decides freshness and identity from them; the registry and the
+// issuer verify.
+type Token struct {
+	Raw      string
+	Issuer   string
+	Subject  string
+	Audience []string
+	Email    string
+	IssuedAt time.Time
+	Expiry   time.Time
+}
+
+// Parse reads a JWT's claims (see Token). It fails on anything that is not a compact JWS
+// with an exp claim.
+func Parse(raw string) (*Token, error) {
+	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{
+		jose.RS256, jose.RS384, jose.RS512, jose.ES256, jose.ES384, jose.ES512,
+		jose.PS256, jose.PS384, jose.PS512, jose.EdDSA,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("not a JWT: %w", err)
+	}
+	var c struct {
+		jwt.Claims
+		Email string `json:"email"`
+	}
+	if err := tok.UnsafeClaimsWithoutVerification(&c); err != nil {
+		return nil, fmt.Errorf("JWT claims: %w", err)
+	}
+	if c.Expiry == nil {
+		return nil, errors.New("JWT has no exp claim")
+	}
+	t := &Token{Raw: raw, Issuer: c.Issuer, Subject: c.Subject, Audience: c.Audience, Email: c.Email, Expiry: c.Expiry.Time()}
+	if c.IssuedAt != nil {
+		t.IssuedAt = c.IssuedAt.Time()
+	}
+	return t, nil
+}
+
+// HasAudience reports whether aud is among the token's audiences.
+func (t *Token) HasAudience(aud string) bool {
+	for _, a := range t.Audience {
+		if a == aud {
+			return true
+		}
+	}
+	return false
+}
+
+// Lifetime is exp - iat (zero when iat is missing).
+func (t *Token) Lifetime() time.Duration {
+	if t.IssuedAt.IsZero() {
+		return 0
+	}
+	return t.Expiry.Sub(t.IssuedAt)
+}
+
+// Fresh reports whether a cached Chainguard token may still be served at now (the issuer's
+// clock): more than min(5 minutes, a quarter of its lifetime) must remain.
+func (t *Token) Fresh(now time.Time) bool {
+	margin := 5 * time.Minute
+	if l := t.Lifetime(); l > 0 && l/4 < margin {
+		margin = l / 4
+	}
+	return t.Expiry.Sub(now) > margin
+}
