@@ -1,0 +1,163 @@
+// Package cli holds the user commands (login, status, configure, doctor, pull-token, ...).
+// Each command lives in its own file and registers itself with register(), so commands are
+// added without touching this file.
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/config"
+	"github.com/cgrtools/docker-credential-cgr/keystore"
+	"github.com/cgrtools/docker-credential-cgr/token"
+)
+
+// App is what every command gets: settings and the process's streams, with the store and the
+// token dependencies opened lazily (a command that needs no store never touches the keychain).
+type App struct {
+	Getenv   func(string) string
+	Stdin    io.Reader
+	Stdout   io.Writer
+	Stderr   io.Writer
+	Settings config.Settings
+	Flags    config.Flags // global flags, applied over the environment
+
+	// NewDeps builds token.Deps; main sets it (tests may replace it).
+	NewDeps func(ctx context.Context, s config.Settings) (token.Deps, error)
+
+	once sync.Once
+	deps token.Deps
+	err  error
+}
+
+// Deps opens the store and returns the token dependencies, once per process.
+func (a *App) Deps(ctx context.Context) (token.Deps, error) {
+	a.once.Do(func() { a.deps, a.err = a.NewDeps(ctx, a.Settings) })
+	return a.deps, a.err
+}
+
+// UsageError marks a usage mistake: exit status 2, usage on stderr.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+var (
+	regMu    sync.Mutex
+	builders = map[string]func(*App) *cobra.Command{}
+)
+
+// register adds a command builder; called from init() in each command's file.
+func register(name string, build func(*App) *cobra.Command) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	builders[name] = build
+}
+
+// Root builds the command tree.
+func Root(a *App) *cobra.Command {
+	root := &cobra.Command{
+		Use:   config.AppName,
+		Short: "Docker credential helper for the Chainguard registry (cgr.dev)",
+		Long: `docker-credential-cgr hands Docker, crane, ko, skopeo, podman, buildah and helm working
+credentials for cgr.dev out of the OS keychain, refreshing sessions and renewing pull tokens
+before they expire.
+
+Clients call it through the credential-helper protocol (get, store, erase, list). You run:
+  docker-credential-cgr login       log in (browser; --headless for a device code)
+  docker-credential-cgr configure   wire Docker, containers (podman, skopeo, buildah) and helm
+  docker-credential-cgr doctor      say what is wrong and how to fix it`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := config.Load(a.Getenv, a.Flags)
+			if err != nil {
+				return err
+			}
+			a.Settings = s
+			return nil
+		},
+	}
+	root.SetIn(a.Stdin)
+	root.SetOut(a.Stdout)
+	root.SetErr(a.Stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.Flags.Registry, "registry", "", "registry hosts to serve, comma-separated (env CGR_REGISTRY)")
+	pf.StringVar(&a.Flags.Issuer, "issuer", "", "token issuer URL (env CGR_ISSUER)")
+	pf.StringVar(&a.Flags.API, "api", "", "platform API URL (env CGR_API)")
+	pf.StringVar(&a.Flags.Store, "store", "", "secret store: auto, keychain or file (env CGR_STORE)")
+
+	regMu.Lock()
+	names := make([]string, 0, len(builders))
+	for n := range builders {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		root.AddCommand(builders[n](a))
+	}
+	regMu.Unlock()
+	return root
+}
+
+// Execute runs a user command and returns the exit status: 0 success, 1 failure, 2 usage.
+func Execute(ctx context.Context, a *App, args []string) int {
+	root := Root(a)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return 0
+	}
+	var ue *UsageError
+	if errors.As(err, &ue) || isCobraUsage(err) {
+		fmt.Fprintf(a.Stderr, "%s: %v\n", config.AppName, err)
+		if cmd != nil {
+			fmt.Fprint(a.Stderr, cmd.UsageString())
+		}
+		return 2
+	}
+	fmt.Fprintf(a.Stderr, "%s: %v\n", config.AppName, err)
+	return 1
+}
+
+// isCobraUsage recognises cobra's own argument errors (unknown command, wrong arg count).
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand", "accepts ", "requires at least", "requires at most", "invalid argument"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// DefaultNewDeps opens the configured store and builds the real dependencies.
+func DefaultNewDeps(stderr io.Writer, getenv func(string) string, interactive bool) func(context.Context, config.Settings) (token.Deps, error) {
+	return func(ctx context.Context, s config.Settings) (token.Deps, error) {
+		st, err := keystore.Open(ctx, keystore.Options{Backend: s.Store, Dir: s.StoreDir, Notice: stderr, Getenv: getenv})
+		if err != nil {
+			return token.Deps{}, err
+		}
+		return token.Deps{
+			Settings:    s,
+			Store:       st,
+			HTTP:        &http.Client{Timeout: 20 * time.Second},
+			Clock:       token.SystemClock{},
+			Stderr:      stderr,
+			Rand:        rand.Reader,
+			OpenBrowser: token.BrowserOpener(s.Browser, stderr),
+			Interactive: interactive && s.AutoLogin && !s.CI,
+		}, nil
+	}
+}
