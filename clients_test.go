@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/emulator"
+)
+
+// setenv puts this world's environment into the test process, for in-process clients
+// (go-containerregistry) that exec the helper with their own environment.
+func (w *world) setenv() {
+	for _, kv := range w.environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		w.t.Setenv(k, v)
+	}
+	for _, k := range []string{"CGR_IDENTITY", "CGR_IDENTITY_TOKEN", "DBUS_SESSION_BUS_ADDRESS", "SUDO_UID", "CI"} {
+		if _, ok := w.env[k]; !ok {
+			w.t.Setenv(k, "")
+		}
+	}
+}
+
+func need(t *testing.T, cmd string) string {
+	t.Helper()
+	p, err := exec.LookPath(cmd)
+	if err != nil {
+		t.Fatalf("%s is not installed: scripts/deps.sh installs it", cmd)
+	}
+	return p
+}
+
+// docker login with a pull token stores it through the helper; docker logout erases it.
+func TestDockerCLILoginLogout(t *testing.T) {
+	need(t, "docker")
+	w := newWorld(t, emulator.Options{})
+	w.login()
+	host := w.emu.RegistryHost()
+	id, tok := w.pullToken()
+	w.helper("", "logout") // the pull token alone must be enough
+	r := w.run(tok, "docker", "login", host, "-u", id, "--password-stdin")
+	if r.code != 0 {
+		t.Fatalf("docker login: exit %d: %s", r.code, r.stderr)
+	}
+	noSecretIn(t, "docker login output", r.stdout+r.stderr, tok)
+	if user, secret, r := w.get(host); r.code != 0 || user != id || secret != tok {
+		t.Fatalf("get after docker login: exit %d, user %q", r.code, user)
+	}
+	if r := w.run("", "docker", "logout", host); r.code != 0 {
+		t.Fatalf("docker logout: exit %d: %s", r.code, r.stderr)
+	}
+	if _, _, r := w.get(host); r.code != 1 || !strings.Contains(r.stdout, "credentials not found") {
+		t.Fatalf("get after docker logout: exit %d %q; want not found", r.code, r.stdout)
+	}
+}
+
+// go-containerregistry's DefaultKeychain execs the helper (as crane and ko do).
+func TestGoContainerRegistryPull(t *testing.T) {
+	w := newWorld(t, emulator.Options{})
+	w.login()
+	w.setenv()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, img := range []string{w.emu.PrivateImage(), w.emu.PublicImage()} {
+		ref, err := name.ParseReference(img, name.Insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := remote.Image(ref, remote.WithAuthFromKeychain(authn.DefaultKeychain), remote.WithContext(ctx)); err != nil {
+			t.Fatalf("pull %s: %v", img, err)
+		}
+	}
+	// Logged out, the public image still pulls anonymously; the private one does not.
+	w.helper("", "logout")
+	pub, _ := name.ParseReference(w.emu.PublicImage(), name.Insecure)
+	if _, err := remote.Image(pub, remote.WithAuthFromKeychain(authn.DefaultKeychain), remote.WithContext(ctx)); err != nil {
+		t.Fatalf("anonymous pull of the public image: %v", err)
+	}
+	priv, _ := name.ParseReference(w.emu.PrivateImage(), name.Insecure)
+	if _, err := remote.Image(priv, remote.WithAuthFromKeychain(authn.DefaultKeychain), remote.WithContext(ctx)); err == nil {
+		t.Fatal("the private image pulled with no credentials")
+	}
+}
+
+// skopeo (containers/image) reads credHelpers from auth.json.
+func TestSkopeoInspect(t *testing.T) {
+	need(t, "skopeo")
+	w := newWorld(t, emulator.Options{})
+	w.login()
+	r := w.run("", "skopeo", "inspect", "--tls-verify=false", "--authfile", w.env["REGISTRY_AUTH_FILE"], "docker://"+w.emu.PrivateImage())
+	if r.code != 0 || !strings.Contains(r.stdout, `"Digest"`) {
+		t.Fatalf("skopeo inspect: exit %d: %s", r.code, r.stderr)
+	}
+}
+
+// A real Docker Engine pull: the CLI asks the helper and hands the credential to the daemon.
+func TestDockerEnginePull(t *testing.T) {
+	need(t, "docker")
+	dockerEngine(t)
+	w := newWorld(t, emulator.Options{})
+	w.login()
+	img := w.emu.PrivateImage()
+	r := w.run("", "docker", "pull", img)
+	t.Cleanup(func() { w.run("", "docker", "rmi", "-f", img) })
+	if r.code != 0 {
+		t.Fatalf("docker pull %s: exit %d: %s", img, r.code, r.stderr)
+	}
+}

@@ -1,0 +1,203 @@
+// Package credhelper is the docker-credential-helpers protocol and its policy: which hosts
+// are served, which credential answers, and how every failure becomes the right answer (the
+// not-found line, one actionable line, or the JSON).
+package credhelper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+
+	"github.com/docker/docker-credential-helpers/credentials"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/config"
+	"github.com/cgrtools/docker-credential-cgr/keystore"
+	"github.com/cgrtools/docker-credential-cgr/token"
+)
+
+// TokenUsername is the registry username that goes with a Chainguard token.
+const TokenUsername = "_token"
+
+// identityRE matches identity ids (UIDPs); a pull token's username is one with a child part.
+var identityRE = regexp.MustCompile(`^[0-9a-f]{40}(?:/[0-9a-f]{16})+$`)
+
+// Helper implements credentials.Helper for the served registries. It is built per process;
+// Deps is opened lazily so a foreign host never touches the keychain.
+type Helper struct {
+	Ctx      context.Context
+	Settings config.Settings
+	Deps     func(ctx context.Context) (token.Deps, error)
+	Stderr   io.Writer
+	// Hint: print a one-line hint on stderr when a served host has no credential (only
+	// when a person is watching; Docker does not show a helper's stderr anyway).
+	Hint bool
+}
+
+var _ credentials.Helper = (*Helper)(nil)
+
+// Handle runs one protocol action with the reference implementation's framing and writes
+// an error as one line on out, returning the exit status.
+func Handle(h *Helper, action string, in io.Reader, out io.Writer) int {
+	// Bounded stdin: a server URL or a credential is small; a flood gets one clear line.
+	err := credentials.HandleCommand(h, action, io.LimitReader(in, 1<<20), out)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(out, oneLine(err.Error()))
+	return 1
+}
+
+func (h *Helper) deps() (token.Deps, error) {
+	d, err := h.Deps(h.Ctx)
+	if err != nil {
+		return d, storeError(err)
+	}
+	return d, nil
+}
+
+// Get answers for a served host: workload identity, then a stored pull token, then the
+// login session; nothing configured → not found, so anonymous pulls keep working.
+func (h *Helper) Get(serverURL string) (string, string, error) {
+	host, err := ServedHost(h.Settings, serverURL)
+	if err != nil {
+		return "", "", credentials.NewErrCredentialsNotFound()
+	}
+	d, err := h.deps()
+	if err != nil {
+		return "", "", err
+	}
+	aud := h.Settings.Audience
+	if w := token.NewWorkload(d); w != nil {
+		t, err := w.Token(h.Ctx, aud)
+		if err != nil {
+			return "", "", answer(err)
+		}
+		return TokenUsername, t.Raw, nil
+	}
+	session := token.NewSession(d)
+	pt, err := token.NewPullTokens(d, session).Get(h.Ctx, host)
+	switch {
+	case err == nil:
+		return pt.Identity, pt.Token, nil
+	case !errors.Is(err, token.ErrNoCredential):
+		return "", "", answer(err)
+	}
+	t, err := session.Token(h.Ctx, aud)
+	if err != nil {
+		if errors.Is(err, token.ErrNoCredential) && h.Hint {
+			fmt.Fprintf(h.Stderr, "%s: not logged in to %s; pulling anonymously (run `%s login` for private images)\n", config.AppName, host, config.AppName)
+		}
+		return "", "", answer(err)
+	}
+	return TokenUsername, t.Raw, nil
+}
+
+// Add stores what `docker login` hands over: a pull token (username = its identity id) is
+// kept and served; a `_token` Chainguard token (often our own `get` answer coming back) is
+// remembered only until it expires, never as a static credential.
+func (h *Helper) Add(c *credentials.Credentials) error {
+	host, err := ServedHost(h.Settings, c.ServerURL)
+	if err != nil {
+		return fmt.Errorf("%s only stores credentials for %s", config.AppName, strings.Join(h.Settings.Registries, ", "))
+	}
+	user := strings.TrimSpace(c.Username)
+	switch {
+	case user == TokenUsername:
+		if _, err := token.Parse(c.Secret); err != nil {
+			return fmt.Errorf("the password for %s must be a Chainguard token (a JWT); to log in, run `%s login`", TokenUsername, config.AppName)
+		}
+	case identityRE.MatchString(user):
+		if _, err := token.Parse(c.Secret); err != nil {
+			return fmt.Errorf("the password for identity %s must be a pull token (a JWT)", user)
+		}
+	default:
+		return fmt.Errorf("%s takes a pull token (username = its identity id) or `%s` with a Chainguard token; to log in, run `%s login`", host, TokenUsername, config.AppName)
+	}
+	d, err := h.deps()
+	if err != nil {
+		return err
+	}
+	if user == TokenUsername {
+		return answer(token.NewSession(d).Remember(h.Ctx, c.Secret))
+	}
+	return answer(token.NewPullTokens(d, token.NewSession(d)).Save(h.Ctx, host, user, c.Secret))
+}
+
+// Delete removes everything held for a served host: its stored pull token, the cached
+// tokens and the login session. Erasing what is not there is not an error (docker logout
+// calls erase twice).
+func (h *Helper) Delete(serverURL string) error {
+	host, err := ServedHost(h.Settings, serverURL)
+	if err != nil {
+		return nil
+	}
+	d, err := h.deps()
+	if err != nil {
+		return err
+	}
+	session := token.NewSession(d)
+	if err := token.NewPullTokens(d, session).Forget(h.Ctx, host); err != nil {
+		return answer(err)
+	}
+	return answer(session.Logout(h.Ctx))
+}
+
+// List names each served host that has a credential, with its username. It never touches
+// the network and never fails because nothing is stored.
+func (h *Helper) List() (map[string]string, error) {
+	out := map[string]string{}
+	d, err := h.deps()
+	if err != nil {
+		return out, nil //nolint:nilerr // an unreachable store holds nothing we can list
+	}
+	session := token.NewSession(d)
+	loggedIn, _ := session.Exists(h.Ctx)
+	pulls := token.NewPullTokens(d, session)
+	for _, host := range h.Settings.Registries {
+		if pt, err := pulls.Stored(h.Ctx, host); err == nil {
+			out[host] = pt.Identity
+		} else if loggedIn || h.Settings.Identity != "" {
+			out[host] = TokenUsername
+		}
+	}
+	return out, nil
+}
+
+// answer maps an error from the token layer to what the client shows: not-found for "nothing
+// configured", the one fixable line as is, anything else as one line.
+func answer(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, token.ErrNoCredential):
+		return credentials.NewErrCredentialsNotFound()
+	}
+	var fe *token.FixableError
+	if errors.As(err, &fe) {
+		return fe
+	}
+	if se := storeError(err); se != err {
+		return se
+	}
+	return fmt.Errorf("%s: %v", config.AppName, err)
+}
+
+// storeError turns a keystore failure into the line that says how to get past it.
+func storeError(err error) error {
+	switch {
+	case errors.Is(err, keystore.ErrLocked):
+		return &token.FixableError{Cause: "the keychain is locked", Fix: "unlock it (log in to the desktop), or set CGR_STORE=file", Err: err}
+	case errors.Is(err, keystore.ErrUnavailable):
+		return &token.FixableError{Cause: fmt.Sprintf("the secret store is unavailable (%v)", err), Fix: "docker-credential-cgr doctor", Err: err}
+	}
+	return err
+}
+
+// oneLine keeps an error to the single line every client prints.
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\r", " ")
+	return strings.ReplaceAll(strings.TrimSpace(s), "\n", " ")
+}

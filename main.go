@@ -1,0 +1,111 @@
+// Command docker-credential-cgr is a Docker credential helper for the Chainguard registry
+// (cgr.dev). Docker, crane, ko, skopeo, podman, buildah and helm call it with one protocol
+// action (get, store, erase, list, version); people call its commands (login, configure,
+// doctor, ...).
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/cgrtools/docker-credential-cgr/credhelper"
+	"github.com/cgrtools/docker-credential-cgr/internal/cli"
+	"github.com/cgrtools/docker-credential-cgr/internal/config"
+	"github.com/cgrtools/docker-credential-cgr/keystore"
+	"github.com/cgrtools/docker-credential-cgr/token"
+)
+
+// modulePath is this module's path, printed by `version`.
+const modulePath = "github.com/cgrtools/docker-credential-cgr"
+
+// version is set at build time (-ldflags "-X main.version=v1.2.3"); otherwise it comes from
+// the module's build info (`go install ...@v1.2.3`).
+var version = ""
+
+// getDeadline bounds one `get` (and the other protocol actions), well under the kubelet's
+// one minute, unless a person is there to finish an interactive login.
+const (
+	getDeadline         = 40 * time.Second
+	interactiveDeadline = 5 * time.Minute
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	// Under sudo, work as the invoking user on that user's store, so `docker pull` and
+	// `sudo docker pull` share one login. configure writes root's files too, so it stays root.
+	if len(args) == 0 || args[0] != "configure" {
+		if ran, code, err := keystore.SudoReexec(getenv, args, stdin, stdout, stderr); ran {
+			return code
+		} else if err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", config.AppName, err)
+		}
+	}
+
+	interactive := term.IsTerminal(int(os.Stderr.Fd()))
+	if len(args) == 1 {
+		switch args[0] {
+		case "get", "store", "erase", "list":
+			return protocol(ctx, args[0], stdin, stdout, stderr, getenv, interactive)
+		case "version", "-v", "--version":
+			fmt.Fprintf(stdout, "%s (%s) %s\n", config.AppName, modulePath, Version())
+			return 0
+		}
+	}
+	app := &cli.App{
+		Getenv:  getenv,
+		Stdin:   stdin,
+		Stdout:  stdout,
+		Stderr:  stderr,
+		NewDeps: cli.DefaultNewDeps(stderr, getenv, interactive),
+	}
+	return cli.Execute(ctx, app, args)
+}
+
+// protocol answers one credential-helper action exactly as docker-credential-helpers does.
+func protocol(ctx context.Context, action string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string, interactive bool) int {
+	s, err := config.Load(getenv, config.Flags{})
+	if err != nil {
+		fmt.Fprintf(stdout, "%s: %v\n", config.AppName, err)
+		return 1
+	}
+	deadline := getDeadline
+	if interactive && s.AutoLogin && !s.CI {
+		deadline = interactiveDeadline
+	}
+	ctx, cancel := context.WithTimeout(ctx, deadline)
+	defer cancel()
+	newDeps := cli.DefaultNewDeps(stderr, getenv, interactive)
+	h := &credhelper.Helper{
+		Ctx:      ctx,
+		Settings: s,
+		Deps:     func(ctx context.Context) (token.Deps, error) { return newDeps(ctx, s) },
+		Stderr:   stderr,
+		Hint:     interactive,
+	}
+	return credhelper.Handle(h, action, stdin, stdout)
+}
+
+// Version is the -ldflags version, else the module version from the build info.
+func Version() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/docker/docker-credential-helpers/client"
+	"github.com/docker/docker-credential-helpers/credentials"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/emulator"
+)
+
+// program runs the helper in this world for the reference client package. (Its own
+// NewShellProgramFuncWithEnv keeps only the last variable of the map.)
+func (w *world) program() client.ProgramFunc {
+	return func(args ...string) client.Program {
+		cmd := exec.Command(helperBin, args...)
+		cmd.Env = w.environ()
+		return &shell{cmd: cmd}
+	}
+}
+
+type shell struct{ cmd *exec.Cmd }
+
+func (s *shell) Output() ([]byte, error) { return s.cmd.Output() }
+func (s *shell) Input(in io.Reader)      { s.cmd.Stdin = in }
+
+// The five actions through the reference client, as Docker runs them.
+func TestProtocolThroughReferenceClient(t *testing.T) {
+	w := newWorld(t, emulator.Options{})
+	host := w.emu.RegistryHost()
+	prog := w.program()
+
+	if got, err := client.List(prog); err != nil || len(got) != 0 {
+		t.Fatalf("list on an empty store = %v, %v; want {}", got, err)
+	}
+	if _, err := client.Get(prog, host); !credentials.IsErrCredentialsNotFound(err) {
+		t.Fatalf("get with nothing configured: %v; want not found", err)
+	}
+	w.login()
+	id, tok := w.pullToken()
+	if err := client.Store(prog, &credentials.Credentials{ServerURL: host, Username: id, Secret: tok}); err != nil {
+		t.Fatalf("store of a pull token: %v", err)
+	}
+	for _, u := range []string{host, "http://" + host, "https://" + host + "/v2/", host + "/" + w.emu.Org().Name + "/app"} {
+		c, err := client.Get(prog, u)
+		if err != nil {
+			t.Fatalf("get %s: %v", u, err)
+		}
+		if c.Username != id || c.Secret != tok || c.ServerURL != u {
+			t.Fatalf("get %s answered user %q (want the pull token's identity)", u, c.Username)
+		}
+	}
+	if got, err := client.List(prog); err != nil || got[host] != id {
+		t.Fatalf("list = %v, %v; want %s: %s", got, err, host, id)
+	}
+	// docker logout erases twice; both must succeed, and everything for the host is gone.
+	for i := 0; i < 2; i++ {
+		if err := client.Erase(prog, host); err != nil {
+			t.Fatalf("erase #%d: %v", i+1, err)
+		}
+	}
+	if _, err := client.Get(prog, host); !credentials.IsErrCredentialsNotFound(err) {
+		t.Fatalf("get after erase: %v; want not found", err)
+	}
+	if got, _ := client.List(prog); len(got) != 0 {
+		t.Fatalf("list after erase = %v; want {}", got)
+	}
+}
+
+// A host we do not serve never gets a token, however it is spelled.
+func TestForeignHostsGetNothing(t *testing.T) {
+	w := newWorld(t, emulator.Options{})
+	w.login()
+	host := w.emu.RegistryHost()
+	for _, u := range []string{"cgr.dev.evil.com", "evil.com/" + host, "https://" + host + "@evil.com", "https://evil.com#@" + host, host + ".evil.com", "docker.io"} {
+		r := w.helper(u, "get")
+		if r.code != 1 || strings.TrimSpace(r.stdout) != "credentials not found in native keychain" {
+			t.Errorf("get %q: exit %d, stdout %q; want the not-found line", u, r.code, r.stdout)
+		}
+	}
+}
+
+// Bad input gets one line and exit 1, and the store is untouched.
+func TestBadInput(t *testing.T) {
+	w := newWorld(t, emulator.Options{})
+	w.login()
+	host := w.emu.RegistryHost()
+	before := snapshot(t, w.storeDir())
+	huge := strings.Repeat("A", 3<<20)
+	cases := []struct{ action, stdin string }{
+		{"store", "garbage"},
+		{"store", `{"ServerURL":"` + host + `"}`},
+		{"store", `{"Username":"_token","Secret":"x"}`},
+		{"store", `{"ServerURL":"` + host + `","Username":"someone@example.com","Secret":"hunter2"}`},
+		{"store", `{"ServerURL":"` + host + `","Username":"_token","Secret":"not-a-jwt"}`},
+		{"store", `{"ServerURL":"evil.com","Username":"_token","Secret":"x"}`},
+		{"store", "\xff\xfe\x00{"},
+		{"store", huge},
+		{"get", ""},
+		{"get", "   \n"},
+		{"get", huge},
+		{"get", "\xff\xfe"},
+		{"erase", ""},
+	}
+	for _, c := range cases {
+		r := w.helper(c.stdin, c.action)
+		lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
+		if r.code != 1 || len(lines) != 1 || lines[0] == "" {
+			t.Errorf("%s %.40q: exit %d, stdout %q; want one line and exit 1", c.action, c.stdin, r.code, r.stdout)
+		}
+		noSecretIn(t, "stdout", r.stdout, "hunter2")
+		noSecretIn(t, "stderr", r.stderr, "hunter2")
+	}
+	if after := snapshot(t, w.storeDir()); !equalMaps(before, after) {
+		t.Fatal("bad input changed the store")
+	}
+	if _, _, r := w.get(host); r.code != 0 {
+		t.Fatalf("get after bad input: exit %d: %s", r.code, r.stdout)
+	}
+}
+
+// Many helpers at once (parallel pulls, BuildKit) lose nothing.
+func TestConcurrentProcesses(t *testing.T) {
+	w := newWorld(t, emulator.Options{})
+	w.login()
+	host := w.emu.RegistryHost()
+	id, tok := w.pullToken()
+	prog := w.program()
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			for j := 0; j < 4; j++ {
+				switch (i + j) % 3 {
+				case 0:
+					errs <- client.Store(prog, &credentials.Credentials{ServerURL: host, Username: id, Secret: tok})
+				default:
+					c, err := client.Get(prog, host)
+					if err == nil && c.Secret == "" {
+						err = errors.New("empty secret")
+					}
+					errs <- err
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	c, err := client.Get(prog, host)
+	if err != nil || c.Username != id || c.Secret != tok {
+		t.Fatalf("after concurrent store/get: %v", err)
+	}
+}
+
+func (w *world) storeDir() string {
+	return filepath.Join(w.env["XDG_DATA_HOME"], "docker-credential-cgr")
+}
+
+// snapshot reads every file under dir (locks excluded), for "nothing changed" checks.
+func snapshot(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	m := map[string][]byte{}
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasSuffix(p, ".lock") {
+			return nil
+		}
+		b, _ := os.ReadFile(p)
+		m[p] = b
+		return nil
+	})
+	return m
+}
+
+func equalMaps(a, b map[string][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if !bytes.Equal(v, b[k]) {
+			return false
+		}
+	}
+	return true
+}
