@@ -1,0 +1,582 @@
+package token
+
+import (
+	"context"
+	"crypto"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/cgrtools/docker-credential-cgr/keystore"
+)
+
+const (
+	// PullTokenIssuer is the iss of every pull-token JWT and the issuer of its identity.
+	PullTokenIssuer = "https://pulltoken.issuer.chainguard.dev"
+	// DefaultPullTokenTTL and MaxPullTokenTTL bound a pull token's lifetime.
+	DefaultPullTokenTTL = 720 * time.Hour
+	MaxPullTokenTTL     = 8760 * time.Hour
+	// DefaultPullTokenName names the identity when no name is given.
+	DefaultPullTokenName = "pull-token"
+
+	pullRole = "registry.pull"
+	// renewTimeout bounds one renewal (create + bind + store) when the caller has no deadline.
+	renewTimeout = 45 * time.Second
+	// cleanupTimeout bounds the best-effort deletion of a replaced identity.
+	cleanupTimeout = 10 * time.Second
+)
+
+// ErrPullTokenExpired is wrapped by the *FixableError of a stored pull token that expired and
+// could not be renewed.
+var ErrPullTokenExpired = errors.New("the pull token expired")
+
+// PullToken is a long-lived registry credential: username Identity, password Token (a JWT
+// signed by a key registered with that identity).
+type PullToken struct {
+	Identity string
+	Token    string
+	Expiry   time.Time
+	TTL      time.Duration // the lifetime it was created with; a renewal keeps it
+	Name     string
+	Parent   string // the organization (or folder) id it lives in
+}
+
+// CreateOptions are the choices of `pull-token create`.
+type CreateOptions struct {
+	TTL         time.Duration // 0: DefaultPullTokenTTL
+	Name        string        // "": DefaultPullTokenName
+	Parent      string        // org id or name; "": the session's org, else the only org the user has
+	Description string        // "": a default naming the helper
+}
+
+// PullTokens creates, stores, serves and renews pull tokens.
+type PullTokens struct {
+	d   Deps
+	s   *Session
+	api *API
+}
+
+// NewPullTokens returns the pull tokens of d's store; s (may be nil) is the login session
+// that creates and renews them.
+func NewPullTokens(d Deps, s *Session) *PullTokens {
+	return &PullTokens{d: d, s: s, api: NewAPI(d, s)}
+}
+
+// API is the platform API client the pull tokens use.
+func (p *PullTokens) API() *API { return p.api }
+
+// pullRecord is the value under pull/<registry host>.
+type pullRecord struct {
+	Identity string    `json:"identity"`
+	Token    string    `json:"token"`
+	Expiry   time.Time `json:"expiry"`
+	TTLNS    int64     `json:"ttl_ns"`
+	Name     string    `json:"name,omitempty"`
+	Parent   string    `json:"parent"`
+	Issuer   string    `json:"issuer"`
+}
+
+func pullKey(host string) string { return storeKey("pull/" + host) }
+
+func (r *pullRecord) pullToken() *PullToken {
+	return &PullToken{Identity: r.Identity, Token: r.Token, Expiry: r.Expiry, TTL: time.Duration(r.TTLNS), Name: r.Name, Parent: r.Parent}
+}
+
+// lifetime is what renewal counts thirds of.
+func (r *pullRecord) lifetime() time.Duration {
+	if r.TTLNS > 0 {
+		return time.Duration(r.TTLNS)
+	}
+	return DefaultPullTokenTTL
+}
+
+// due reports whether less than a third of the token's lifetime remains at now.
+func (r *pullRecord) due(now time.Time) bool { return r.Expiry.Sub(now) < r.lifetime()/3 }
+
+// expired reports whether the token is dead (or too close to death to start a pull with).
+func (r *pullRecord) expired(now time.Time) bool {
+	margin := min(30*time.Second, r.lifetime()/10)
+	return r.Expiry.Sub(now) <= margin
+}
+
+func (p *PullTokens) now() time.Time { return depClock(p.d).Now() }
+
+// read loads pull/<host>: ErrNoCredential when there is none.
+func (p *PullTokens) read(ctx context.Context, host string) (*pullRecord, error) {
+	b, err := p.d.Store.Get(ctx, pullKey(host))
+	if errors.Is(err, keystore.ErrNotFound) {
+		return nil, ErrNoCredential
+	}
+	if err != nil {
+		return nil, storeFixable(err)
+	}
+	var r pullRecord
+	if err := json.Unmarshal(b, &r); err != nil || r.Token == "" || !ValidIdentityID(r.Identity) || r.Expiry.IsZero() {
+		return nil, &FixableError{
+			Cause: "the pull token stored for " + host + " is damaged",
+			Fix:   "docker-credential-cgr pull-token create --save",
+		}
+	}
+	return &r, nil
+}
+
+func (p *PullTokens) write(ctx context.Context, host string, r *pullRecord) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if err := p.d.Store.Set(ctx, pullKey(host), b); err != nil {
+		return storeFixable(err)
+	}
+	return nil
+}
+
+// Stored returns the pull token stored for host (store only, no network, no renewal);
+// ErrNoCredential when there is none.
+func (p *PullTokens) Stored(ctx context.Context, host string) (*PullToken, error) {
+	r, err := p.read(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	return r.pullToken(), nil
+}
+
+// Get returns the pull token to serve for host. While more than a third of its lifetime
+// remains it is served as stored. Then, when a login session exists, a replacement with the
+// same TTL, name and parent is created (once, however many Gets run at once), stored, served,
+// and the old identity deleted. Without a session it is served with a warning on stderr until
+// it expires; after that Get fails with a *FixableError saying when it expired.
+// ErrNoCredential when nothing is stored for host.
+func (p *PullTokens) Get(ctx context.Context, host string) (*PullToken, error) {
+	r, err := p.read(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	now := p.now()
+	if !r.due(now) {
+		return r.pullToken(), nil
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, renewTimeout)
+		defer cancel()
+	}
+	renewed, rerr := p.renew(ctx, host, r)
+	if rerr == nil {
+		return renewed, nil
+	}
+	now = p.now()
+	if r.expired(now) {
+		fix := LoginCommand
+		cause := fmt.Sprintf("the pull token for %s (identity %s) expired at %s", host, r.Identity, pullTime(r.Expiry))
+		var fe *FixableError
+		switch {
+		case errors.Is(rerr, ErrNoCredential) && !errors.As(rerr, &fe):
+			cause += " and no login session can renew it"
+		case errors.As(rerr, &fe):
+			cause += " and could not be renewed: " + fe.Cause
+			if fe.Fix != "" {
+				fix = fe.Fix
+			}
+		default:
+			cause += " and could not be renewed: " + rerr.Error()
+			fix = "docker-credential-cgr pull-token create --save"
+		}
+		// Err must not unwrap to ErrNoCredential: `get` would answer "not found" instead.
+		return nil, &FixableError{Cause: cause, Fix: fix, Err: ErrPullTokenExpired}
+	}
+	w := depStderr(p.d)
+	if errors.Is(rerr, ErrNoCredential) {
+		fmt.Fprintf(w, "warning: the pull token for %s expires %s (%s); run `%s` so it renews itself, or create a new one with `docker-credential-cgr pull-token create --save`\n",
+			host, untilText(r.Expiry.Sub(now)), pullTime(r.Expiry), LoginCommand)
+	} else {
+		fmt.Fprintf(w, "warning: the pull token for %s expires %s (%s) and could not be renewed: %s\n",
+			host, untilText(r.Expiry.Sub(now)), pullTime(r.Expiry), oneLine(rerr.Error(), 300))
+	}
+	return r.pullToken(), nil
+}
+
+// renew replaces the pull token r held for host, under the locks of every served host (a
+// token saved with --save is held by each), and returns the token to serve. ErrNoCredential
+// (possibly inside a *FixableError) when no session can create one.
+func (p *PullTokens) renew(ctx context.Context, host string, seen *pullRecord) (*PullToken, error) {
+	if p.s == nil {
+		return nil, ErrNoCredential
+	}
+	if seen.Issuer != "" && seen.Issuer != p.d.Settings.Issuer {
+		// Created by another issuer: this session cannot replace it.
+		return nil, ErrNoCredential
+	}
+	ok, err := p.s.Exists(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, ErrNoCredential
+	}
+	hosts := p.hostsWith(host)
+	for _, h := range hosts {
+		unlock, err := lockStore(ctx, p.d, lockName("pull", h))
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+	}
+	// Re-read: another helper may have renewed it while we waited for the lock.
+	cur, err := p.read(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	if !cur.due(p.now()) {
+		return cur.pullToken(), nil
+	}
+	name, parent := cur.Name, cur.Parent
+	if parent == "" {
+		parent = parentOf(cur.Identity)
+	}
+	if name == "" {
+		// Saved through `store`: learn the old identity's name, if it still exists.
+		if id, err := p.api.Identity(ctx, cur.Identity); err == nil {
+			name = id.Name
+		}
+	}
+	created, err := p.Create(ctx, CreateOptions{TTL: cur.lifetime(), Name: name, Parent: parent})
+	if err != nil {
+		return nil, err
+	}
+	next := &pullRecord{
+		Identity: created.Identity, Token: created.Token, Expiry: created.Expiry,
+		TTLNS: int64(created.TTL), Name: created.Name, Parent: created.Parent, Issuer: p.d.Settings.Issuer,
+	}
+	// Switch every host that held the old token; the host asked about first.
+	if err := p.write(ctx, host, next); err != nil {
+		p.cleanup(created.Identity)
+		return nil, err
+	}
+	stillUsed := false
+	for _, h := range hosts {
+		if h == host {
+			continue
+		}
+		if r, err := p.read(ctx, h); err == nil && r.Identity == cur.Identity {
+			if p.write(ctx, h, next) != nil {
+				stillUsed = true
+			}
+		}
+	}
+	if !stillUsed {
+		p.cleanup(cur.Identity)
+	}
+	return created, nil
+}
+
+// hostsWith is host and the other served hosts, sorted (the lock order).
+func (p *PullTokens) hostsWith(host string) []string {
+	hs := []string{host}
+	for _, h := range p.d.Settings.Registries {
+		if h != host {
+			hs = append(hs, h)
+		}
+	}
+	sort.Strings(hs)
+	return hs
+}
+
+// cleanup deletes an identity that is no longer used, best effort.
+func (p *PullTokens) cleanup(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	if err := p.api.DeleteIdentity(ctx, id); err != nil && !IsNotFound(err) {
+		fmt.Fprintf(depStderr(p.d), "note: could not delete the replaced pull token identity %s: %s; delete it with `docker-credential-cgr pull-token delete %s`\n",
+			id, oneLine(err.Error(), 300), id)
+	}
+}
+
+// Save stores identity and jwt (a `store` of <identity id>:<pull-token JWT>) for host. A
+// re-store of what is already stored keeps its name, parent and TTL.
+func (p *PullTokens) Save(ctx context.Context, host, identity, raw string) error {
+	if !ValidIdentityID(identity) || parentOf(identity) == "" {
+		return fmt.Errorf("%q is not a pull token identity id (<40 hex>/<16 hex>)", identity)
+	}
+	t, err := Parse(raw)
+	if err != nil {
+		return errors.New("the password is not a pull-token JWT")
+	}
+	issuer := p.d.Settings.Issuer
+	if len(t.Audience) == 1 && strings.HasPrefix(t.Audience[0], "http") {
+		issuer = strings.TrimRight(t.Audience[0], "/") // the issuer that accepts it
+	}
+	unlock, err := lockStore(ctx, p.d, lockName("pull", host))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	r := &pullRecord{
+		Identity: identity, Token: raw, Expiry: t.Expiry, TTLNS: int64(t.Lifetime()),
+		Parent: parentOf(identity), Issuer: issuer,
+	}
+	if old, err := p.read(ctx, host); err == nil && old.Identity == identity {
+		if old.Token == raw {
+			return nil
+		}
+		r.Name, r.Parent, r.Issuer = old.Name, old.Parent, old.Issuer
+		if r.TTLNS <= 0 {
+			r.TTLNS = old.TTLNS
+		}
+	}
+	return p.write(ctx, host, r)
+}
+
+// store saves a freshly created token for host.
+func (p *PullTokens) store(ctx context.Context, host string, t *PullToken) error {
+	unlock, err := lockStore(ctx, p.d, lockName("pull", host))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return p.write(ctx, host, &pullRecord{
+		Identity: t.Identity, Token: t.Token, Expiry: t.Expiry, TTLNS: int64(t.TTL),
+		Name: t.Name, Parent: t.Parent, Issuer: p.d.Settings.Issuer,
+	})
+}
+
+// Keep stores t for every served host, so `get` serves it and renews it.
+func (p *PullTokens) Keep(ctx context.Context, t *PullToken) error {
+	for _, h := range p.d.Settings.Registries {
+		if err := p.store(ctx, h, t); err != nil {
+			return fmt.Errorf("storing the pull token for %s: %w", h, err)
+		}
+	}
+	return nil
+}
+
+// Forget removes the pull token stored for host (none stored is not an error).
+func (p *PullTokens) Forget(ctx context.Context, host string) error {
+	if err := p.d.Store.Delete(ctx, pullKey(host)); err != nil {
+		return storeFixable(err)
+	}
+	return nil
+}
+
+// Create makes a new pull token: an RSA key whose public half is registered as a static
+// identity under the parent org (expiring with the token), bound to registry.pull, and a JWT
+// signed with it. The private key is dropped once the JWT is signed.
+func (p *PullTokens) Create(ctx context.Context, o CreateOptions) (*PullToken, error) {
+	ttl := o.TTL
+	if ttl == 0 {
+		ttl = DefaultPullTokenTTL
+	}
+	if err := ValidPullTokenTTL(ttl); err != nil {
+		return nil, err
+	}
+	ttl = ttl.Truncate(time.Second)
+	name := o.Name
+	if name == "" {
+		name = DefaultPullTokenName
+	}
+	desc := o.Description
+	if desc == "" {
+		desc = "pull token created by docker-credential-cgr"
+	}
+	parent, err := p.ResolveParent(ctx, o.Parent)
+	if err != nil {
+		return nil, err
+	}
+	role, err := p.api.RoleID(ctx, pullRole)
+	if err != nil {
+		return nil, err
+	}
+
+	rnd := depRand(p.d)
+	key, err := rsa.GenerateKey(rnd, 2048)
+	if err != nil {
+		return nil, fmt.Errorf("generating the pull token key: %w", err)
+	}
+	sub := make([]byte, 20)
+	if _, err := io.ReadFull(rnd, sub); err != nil {
+		return nil, fmt.Errorf("generating the pull token subject: %w", err)
+	}
+	subject := "pull-token-" + hex.EncodeToString(sub)
+	pub := jose.JSONWebKey{Key: &key.PublicKey, Algorithm: string(jose.RS256), Use: "sig"}
+	thumb, err := pub.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("pull token key id: %w", err)
+	}
+	pub.KeyID = base64.RawURLEncoding.EncodeToString(thumb)
+	jwks, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}})
+	if err != nil {
+		return nil, fmt.Errorf("pull token JWKS: %w", err)
+	}
+
+	// The role lookup taught the API client the platform's clock: iat and exp follow it.
+	iat := p.api.Now().Truncate(time.Second)
+	exp := iat.Add(ttl)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: pub.KeyID}}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("pull token signer: %w", err)
+	}
+	raw, err := jwt.Signed(signer).Claims(jwt.Claims{
+		Issuer:   PullTokenIssuer,
+		Subject:  subject,
+		Audience: jwt.Audience{p.d.Settings.Issuer},
+		IssuedAt: jwt.NewNumericDate(iat),
+		Expiry:   jwt.NewNumericDate(exp),
+	}).Serialize() // the private key is used for this one signature and never leaves here
+	if err != nil {
+		return nil, fmt.Errorf("signing the pull token: %w", err)
+	}
+
+	id, err := p.api.CreateIdentity(ctx, parent, Identity{
+		Name:        name,
+		Description: desc,
+		Static:      &StaticIdentity{Issuer: PullTokenIssuer, Subject: subject, IssuerKeys: string(jwks), Expiration: exp.UTC()},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := p.api.BindRole(ctx, parent, id.ID, role); err != nil {
+		p.cleanup(id.ID)
+		return nil, err
+	}
+	return &PullToken{Identity: id.ID, Token: raw, Expiry: exp, TTL: ttl, Name: name, Parent: parent}, nil
+}
+
+// ValidPullTokenTTL checks a pull token lifetime: positive, at most MaxPullTokenTTL.
+func ValidPullTokenTTL(ttl time.Duration) error {
+	if ttl < time.Second || ttl > MaxPullTokenTTL {
+		return fmt.Errorf("a pull token lifetime must be between 1s and 8760h (365 days), not %s", ttl)
+	}
+	return nil
+}
+
+// ResolveParent turns --parent (an org id, an org name, or "") into an org id: "" means the
+// session's org, else the only org the user belongs to.
+func (p *PullTokens) ResolveParent(ctx context.Context, parent string) (string, error) {
+	if ValidIdentityID(parent) {
+		return parent, nil
+	}
+	if parent == "" && p.s != nil {
+		if info, err := p.s.Info(ctx); err == nil && ValidIdentityID(info.Org) {
+			return info.Org, nil
+		}
+	}
+	groups, err := p.api.Groups(ctx)
+	if err != nil {
+		return "", err
+	}
+	var orgs []Group
+	for _, g := range groups {
+		if ValidIdentityID(g.ID) && parentOf(g.ID) == "" {
+			orgs = append(orgs, g)
+		}
+	}
+	if parent != "" {
+		for _, g := range groups {
+			if strings.EqualFold(g.Name, parent) {
+				return g.ID, nil
+			}
+		}
+		return "", fmt.Errorf("no organization %q among yours (%s)", parent, groupNames(orgs))
+	}
+	switch len(orgs) {
+	case 1:
+		return orgs[0].ID, nil
+	case 0:
+		return "", errors.New("your account belongs to no organization; pass --parent with an organization id")
+	default:
+		return "", fmt.Errorf("you belong to several organizations (%s); choose one with --parent", groupNames(orgs))
+	}
+}
+
+func groupNames(gs []Group) string {
+	if len(gs) == 0 {
+		return "none"
+	}
+	names := make([]string, len(gs))
+	for i, g := range gs {
+		names[i] = g.Name
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+// List returns the pull tokens of parent (resolved as in Create), soonest expiry first.
+// Their Token is empty: the platform never knows it.
+func (p *PullTokens) List(ctx context.Context, parent string) ([]PullToken, error) {
+	parent, err := p.ResolveParent(ctx, parent)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := p.api.Identities(ctx, parent)
+	if err != nil {
+		return nil, err
+	}
+	var out []PullToken
+	for _, id := range ids {
+		if id.Static == nil || id.Static.Issuer != PullTokenIssuer {
+			continue
+		}
+		out = append(out, PullToken{Identity: id.ID, Expiry: id.Static.Expiration, Name: id.Name, Parent: parentOf(id.ID)})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Expiry.Equal(out[j].Expiry) {
+			return out[i].Expiry.Before(out[j].Expiry)
+		}
+		return out[i].Identity < out[j].Identity
+	})
+	return out, nil
+}
+
+// Delete deletes the pull token identity id and forgets it wherever it is stored locally.
+func (p *PullTokens) Delete(ctx context.Context, id string) error {
+	if !ValidIdentityID(id) || parentOf(id) == "" {
+		return fmt.Errorf("%q is not a pull token identity id (<40 hex>/<16 hex>)", id)
+	}
+	err := p.api.DeleteIdentity(ctx, id)
+	if err != nil && !IsNotFound(err) {
+		return err
+	}
+	for _, h := range p.d.Settings.Registries {
+		if r, rerr := p.read(ctx, h); rerr == nil && r.Identity == id {
+			if ferr := p.Forget(ctx, h); ferr != nil {
+				return ferr
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("no pull token %s: %w", id, err)
+	}
+	return nil
+}
+
+func pullTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") }
+
+// untilText says "in 3 days", "in 5 hours", "in 12 minutes", "in 40 seconds".
+func untilText(d time.Duration) string {
+	unit := func(n int64, s string) string {
+		if n == 1 {
+			return fmt.Sprintf("in 1 %s", s)
+		}
+		return fmt.Sprintf("in %d %ss", n, s)
+	}
+	switch {
+	case d >= 48*time.Hour:
+		return unit(int64(d/(24*time.Hour)), "day")
+	case d >= 2*time.Hour:
+		return unit(int64(d/time.Hour), "hour")
+	case d >= 2*time.Minute:
+		return unit(int64(d/time.Minute), "minute")
+	default:
+		return unit(max(int64(d/time.Second), 0), "second")
+	}
+}
