@@ -1,0 +1,200 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cgrtools/docker-credential-cgr/token"
+)
+
+// statusReport is `status --json`; it never holds a secret.
+type statusReport struct {
+	Issuer           string        `json:"issuer"`
+	Store            string        `json:"store"`
+	LoggedIn         bool          `json:"logged_in"`
+	Kind             string        `json:"kind,omitempty"`
+	Subject          string        `json:"subject,omitempty"`
+	Email            string        `json:"email,omitempty"`
+	Org              string        `json:"org,omitempty"`
+	Identity         string        `json:"identity,omitempty"`
+	RefreshExpiry    *time.Time    `json:"refresh_expiry,omitempty"`
+	Tokens           []statusToken `json:"tokens"`
+	PullTokens       []statusPull  `json:"pull_tokens"`
+	WorkloadIdentity string        `json:"workload_identity,omitempty"`
+}
+
+type statusToken struct {
+	Audience string    `json:"audience"`
+	Expiry   time.Time `json:"expiry"`
+}
+
+type statusPull struct {
+	Host     string    `json:"host"`
+	Identity string    `json:"identity"`
+	Name     string    `json:"name,omitempty"`
+	Parent   string    `json:"parent,omitempty"`
+	Expiry   time.Time `json:"expiry"`
+}
+
+func init() {
+	register("status", func(a *App) *cobra.Command {
+		var asJSON bool
+		var output string
+		cmd := &cobra.Command{
+			Use:   "status [--json]",
+			Short: "Show who is logged in, where secrets are stored and when tokens expire",
+			Long: `Show the login session (subject, email, org), where secrets are stored, when the cached
+token and the refresh token expire, and the stored pull tokens with their expiry.
+
+Reads the store only: no network call, no refresh. Secrets are never printed.`,
+			Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				switch output {
+				case "", "text":
+				case "json":
+					asJSON = true
+				default:
+					return &UsageError{fmt.Errorf("-o %q: use json or text", output)}
+				}
+				ctx := cmd.Context()
+				d, err := a.Deps(ctx)
+				if err != nil {
+					return err
+				}
+				s := token.NewSession(d)
+				r := statusReport{Issuer: d.Settings.Issuer, Store: d.Store.Describe(), Tokens: []statusToken{}, PullTokens: []statusPull{}, WorkloadIdentity: d.Settings.Identity}
+				info, err := s.Info(ctx)
+				switch {
+				case err == nil:
+					r.LoggedIn = true
+					r.Kind, r.Subject, r.Email, r.Org, r.Identity = info.Kind, info.Subject, info.Email, info.Org, info.Identity
+					if !info.RefreshExpiry.IsZero() {
+						t := info.RefreshExpiry.UTC()
+						r.RefreshExpiry = &t
+					}
+					for aud, exp := range info.Tokens {
+						r.Tokens = append(r.Tokens, statusToken{Audience: aud, Expiry: exp.UTC()})
+					}
+					sort.Slice(r.Tokens, func(i, j int) bool { return r.Tokens[i].Audience < r.Tokens[j].Audience })
+				case errors.Is(err, token.ErrNoCredential):
+				default:
+					return err
+				}
+				p := token.NewPullTokens(d, s)
+				for _, host := range d.Settings.Registries {
+					pt, err := p.Stored(ctx, host)
+					if errors.Is(err, token.ErrNoCredential) {
+						continue
+					}
+					if err != nil {
+						fmt.Fprintf(a.Stderr, "warning: pull token for %s: %v\n", host, err)
+						continue
+					}
+					r.PullTokens = append(r.PullTokens, statusPull{Host: host, Identity: pt.Identity, Name: pt.Name, Parent: pt.Parent, Expiry: pt.Expiry.UTC()})
+				}
+				if asJSON {
+					enc := json.NewEncoder(a.Stdout)
+					enc.SetIndent("", "  ")
+					return enc.Encode(r)
+				}
+				printStatus(a.Stdout, r, d.Clock.Now())
+				return nil
+			},
+		}
+		cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
+		cmd.Flags().StringVarP(&output, "output", "o", "", "output format: text or json")
+		return cmd
+	})
+}
+
+func printStatus(w io.Writer, r statusReport, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	defer tw.Flush()
+	fmt.Fprintf(tw, "Issuer:\t%s\n", r.Issuer)
+	fmt.Fprintf(tw, "Secrets stored in:\t%s\n", r.Store)
+	switch {
+	case !r.LoggedIn:
+		fmt.Fprintf(tw, "Session:\tnot logged in (run `docker-credential-cgr login`)\n")
+	case r.Kind == "identity":
+		fmt.Fprintf(tw, "Logged in as:\tidentity %s\n", r.Identity)
+	default:
+		who := r.Email
+		if who == "" {
+			who = r.Subject
+		}
+		fmt.Fprintf(tw, "Logged in as:\t%s\n", who)
+	}
+	if r.LoggedIn {
+		if r.Email != "" || r.Kind == "identity" {
+			fmt.Fprintf(tw, "Subject:\t%s\n", r.Subject)
+		}
+		if r.Org != "" {
+			fmt.Fprintf(tw, "Org:\t%s\n", r.Org)
+		}
+		if r.RefreshExpiry != nil {
+			fmt.Fprintf(tw, "Session expires:\t%s\n", when(*r.RefreshExpiry, now))
+		} else if r.Kind == "identity" {
+			fmt.Fprintf(tw, "Session expires:\tnever (renewed by exchanging the identity token)\n")
+		} else {
+			fmt.Fprintf(tw, "Session expires:\twith its token (no refresh token)\n")
+		}
+		if len(r.Tokens) == 0 {
+			fmt.Fprintf(tw, "Cached tokens:\tnone (minted at the next use)\n")
+		}
+		for i, t := range r.Tokens {
+			label := ""
+			if i == 0 {
+				label = "Cached tokens:"
+			}
+			fmt.Fprintf(tw, "%s\t%s: %s\n", label, t.Audience, when(t.Expiry, now))
+		}
+	}
+	if r.WorkloadIdentity != "" {
+		fmt.Fprintf(tw, "Workload identity:\t%s (CGR_IDENTITY)\n", r.WorkloadIdentity)
+	}
+	if len(r.PullTokens) == 0 {
+		fmt.Fprintf(tw, "Pull tokens:\tnone stored\n")
+	}
+	for i, p := range r.PullTokens {
+		label := ""
+		if i == 0 {
+			label = "Pull tokens:"
+		}
+		extra := []string{"identity " + p.Identity}
+		if p.Name != "" {
+			extra = append(extra, "name "+p.Name)
+		}
+		fmt.Fprintf(tw, "%s\t%s: %s (%s)\n", label, p.Host, when(p.Expiry, now), strings.Join(extra, ", "))
+	}
+}
+
+// when says when t is, relative to now: "expires 2026-11-26 21:00 UTC (in 59m)".
+func when(t, now time.Time) string {
+	abs := t.UTC().Format("2006-01-02 15:04 UTC")
+	d := t.Sub(now)
+	if d <= 0 {
+		return fmt.Sprintf("EXPIRED at %s (%s ago)", abs, roughDuration(-d))
+	}
+	return fmt.Sprintf("expires %s (in %s)", abs, roughDuration(d))
+}
+
+func roughDuration(d time.Duration) string {
+	switch {
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%dd", int(d.Hours()/24))
+	case d >= 2*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	case d >= time.Minute:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	default:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	}
+}
