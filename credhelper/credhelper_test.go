@@ -1,0 +1,226 @@
+package credhelper
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/config"
+	"github.com/cgrtools/docker-credential-cgr/internal/emulator"
+	"github.com/cgrtools/docker-credential-cgr/keystore"
+	"github.com/cgrtools/docker-credential-cgr/token"
+)
+
+const notFound = "credentials not found in native keychain"
+
+// fixture is one emulator, one settings and one real file store, driven in process.
+type fixture struct {
+	t    *testing.T
+	emu  *emulator.Emulator
+	env  map[string]string
+	deps token.Deps
+}
+
+func newFixture(t *testing.T, extra map[string]string) *fixture {
+	t.Helper()
+	emu, err := emulator.Start(emulator.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emu.Close)
+	env := map[string]string{"HOME": t.TempDir(), "CGR_STORE": "file"}
+	for _, kv := range emu.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	f := &fixture{t: t, emu: emu, env: env}
+	f.reload()
+	return f
+}
+
+// reload rebuilds settings and dependencies from f.env (as a new process would).
+func (f *fixture) reload() {
+	f.t.Helper()
+	s, err := config.Load(func(k string) string { return f.env[k] }, config.Flags{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	st, err := keystore.Open(context.Background(), keystore.Options{Backend: "file", Dir: s.StoreDir})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.deps = token.Deps{
+		Settings:    s,
+		Store:       st,
+		HTTP:        &http.Client{Timeout: 10 * time.Second},
+		Clock:       token.SystemClock{},
+		Stderr:      io.Discard,
+		Rand:        rand.Reader,
+		OpenBrowser: f.emu.Browse,
+	}
+}
+
+// do runs one protocol action in process and returns stdout and the exit status.
+func (f *fixture) do(action, stdin string) (string, int) {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	h := &Helper{
+		Ctx:      ctx,
+		Settings: f.deps.Settings,
+		Deps:     func(context.Context) (token.Deps, error) { return f.deps, nil },
+		Stderr:   io.Discard,
+	}
+	var out bytes.Buffer
+	code := Handle(h, action, strings.NewReader(stdin), &out)
+	return out.String(), code
+}
+
+func (f *fixture) get(serverURL string) (user, secret string) {
+	f.t.Helper()
+	out, code := f.do("get", serverURL)
+	if code != 0 {
+		f.t.Fatalf("get %s: exit %d: %s", serverURL, code, out)
+	}
+	var c struct{ ServerURL, Username, Secret string }
+	if err := json.Unmarshal([]byte(out), &c); err != nil {
+		f.t.Fatalf("get: not the protocol JSON: %v", err)
+	}
+	return c.Username, c.Secret
+}
+
+func (f *fixture) login() {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := token.Login(ctx, f.deps, token.LoginOptions{}); err != nil {
+		f.t.Fatalf("login: %v", err)
+	}
+}
+
+func TestGetNothingConfiguredIsNotFound(t *testing.T) {
+	f := newFixture(t, nil)
+	for _, in := range []string{f.emu.RegistryHost(), "https://" + f.emu.RegistryHost() + "/v2/", "cgr.dev.evil.com"} {
+		out, code := f.do("get", in)
+		if code != 1 || strings.TrimSpace(out) != notFound {
+			t.Errorf("get %q = %d %q; want the not-found line", in, code, out)
+		}
+	}
+	if out, code := f.do("get", ""); code != 1 || strings.TrimSpace(out) != "no credentials server URL" {
+		t.Errorf("get of blank input = %d %q", code, out)
+	}
+	if out, code := f.do("list", ""); code != 0 || strings.TrimSpace(out) != "{}" {
+		t.Errorf("list on an empty store = %d %q; want {}", code, out)
+	}
+}
+
+// The session answers with _token and a Chainguard token for the registry's audience.
+func TestGetServesSessionToken(t *testing.T) {
+	f := newFixture(t, nil)
+	f.login()
+	user, secret := f.get(f.emu.RegistryHost())
+	if user != TokenUsername {
+		t.Fatalf("username %q; want %q", user, TokenUsername)
+	}
+	tok, err := token.Parse(secret)
+	if err != nil || !tok.HasAudience("cgr.dev") || !tok.Expiry.After(time.Now()) {
+		t.Fatalf("secret is not a live Chainguard token for cgr.dev (%v)", err)
+	}
+	// docker login without -u re-stores our own answer: accepted, and never made static.
+	in, _ := json.Marshal(map[string]string{"ServerURL": f.emu.RegistryHost(), "Username": user, "Secret": secret})
+	if out, code := f.do("store", string(in)); code != 0 {
+		t.Fatalf("re-store of our own get answer: exit %d: %s", code, out)
+	}
+	if out, code := f.do("list", ""); code != 0 || !strings.Contains(out, TokenUsername) {
+		t.Fatalf("list = %d %q", code, out)
+	}
+	// erase removes the session: the next get is not-found, not a stale token.
+	for i := 0; i < 2; i++ {
+		if out, code := f.do("erase", f.emu.RegistryHost()); code != 0 {
+			t.Fatalf("erase #%d: %d %s", i+1, code, out)
+		}
+	}
+	if out, code := f.do("get", f.emu.RegistryHost()); code != 1 || strings.TrimSpace(out) != notFound {
+		t.Fatalf("get after erase = %d %q", code, out)
+	}
+}
+
+// Which credential answers: workload identity, then a stored pull token, then the session.
+func TestCredentialOrder(t *testing.T) {
+	f := newFixture(t, nil)
+	f.login()
+	host := f.emu.RegistryHost()
+	pt, err := token.NewPullTokens(f.deps, token.NewSession(f.deps)).Create(context.Background(), token.CreateOptions{TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, _ := json.Marshal(map[string]string{"ServerURL": host, "Username": pt.Identity, "Secret": pt.Token})
+	if out, code := f.do("store", string(in)); code != 0 {
+		t.Fatalf("store of a pull token: %d %s", code, out)
+	}
+	if user, _ := f.get(host); user != pt.Identity {
+		t.Fatalf("with a session and a pull token, get answered %q; want the pull token", user)
+	}
+
+	id := f.emu.AddAssumableIdentity(f.emu.Org(), f.emu.OIDCIssuerURL(), "repo:acme/app:ref:refs/heads/main", f.deps.Settings.IssuerHost())
+	tokFile := filepath.Join(t.TempDir(), "oidc-token")
+	if err := os.WriteFile(tokFile, []byte(f.emu.MintOIDCToken("repo:acme/app:ref:refs/heads/main", f.deps.Settings.IssuerHost(), time.Hour)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.env["CGR_IDENTITY"], f.env["CGR_IDENTITY_TOKEN"] = id, tokFile
+	f.reload()
+	user, secret := f.get(host)
+	tok, err := token.Parse(secret)
+	if user != TokenUsername || err != nil || tok.Subject != id {
+		t.Fatalf("with a workload identity, get answered %q for subject %q; want _token for %s", user, tok.Subject, id)
+	}
+}
+
+// A foreign host never reaches the store: not even a keychain prompt.
+func TestForeignHostNeverOpensStore(t *testing.T) {
+	h := &Helper{
+		Ctx:      context.Background(),
+		Settings: settings(t, "cgr.dev"),
+		Deps: func(context.Context) (token.Deps, error) {
+			t.Fatal("the store was opened for a foreign host")
+			return token.Deps{}, nil
+		},
+	}
+	var out bytes.Buffer
+	if code := Handle(h, "get", strings.NewReader("https://cgr.dev@evil.com"), &out); code != 1 || strings.TrimSpace(out.String()) != notFound {
+		t.Fatalf("= %d %q", code, out.String())
+	}
+}
+
+func FuzzHandleStdin(f *testing.F) {
+	for _, seed := range []string{"cgr.dev", `{"ServerURL":"cgr.dev","Username":"_token","Secret":"x"}`, "", "\xff", `{"ServerURL":1}`} {
+		f.Add("get", seed)
+		f.Add("store", seed)
+		f.Add("erase", seed)
+	}
+	s := settings(f, "cgr.dev")
+	f.Fuzz(func(t *testing.T, action, stdin string) {
+		h := &Helper{
+			Ctx:      context.Background(),
+			Settings: s,
+			// Nothing is stored: every action must answer without a panic and in one line.
+			Deps: func(context.Context) (token.Deps, error) { return token.Deps{}, keystore.ErrUnavailable },
+		}
+		var out bytes.Buffer
+		code := Handle(h, action, strings.NewReader(stdin), &out)
+		if code != 0 && strings.Count(strings.TrimRight(out.String(), "\n"), "\n") != 0 {
+			t.Fatalf("error answer is not one line: %q", out.String())
+		}
+	})
+}

@@ -1,0 +1,174 @@
+// Command demo shows docker-credential-cgr at work, offline: it starts the project's
+// emulator of cgr.dev, logs in through a fake browser, wires the clients, and pulls a
+// private image again and again while access tokens expire every few seconds.
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/emulator"
+)
+
+func main() {
+	if len(os.Args) == 3 && os.Args[1] == "browse" { // we are the fake browser
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := emulator.Browse(ctx, os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, "browser:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	helper := flag.String("helper", "bin/docker-credential-cgr", "the helper binary")
+	ttl := flag.Duration("token-ttl", 6*time.Second, "lifetime of access tokens")
+	soak := flag.Duration("for", 20*time.Second, "how long to keep pulling")
+	flag.Parse()
+	if err := demo(*helper, *ttl, *soak); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func demo(helper string, ttl, soak time.Duration) error {
+	helper, err := filepath.Abs(helper)
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	emu, err := emulator.Start(emulator.Options{TokenTTL: ttl})
+	if err != nil {
+		return err
+	}
+	defer emu.Close()
+	home, err := os.MkdirTemp("", "cgr-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(home)
+
+	// A user of our own: HOME, configs and store under a temp dir; the helper on PATH.
+	env := map[string]string{
+		"HOME":                 home,
+		"DOCKER_CONFIG":        filepath.Join(home, ".docker"),
+		"REGISTRY_AUTH_FILE":   filepath.Join(home, ".config", "containers", "auth.json"),
+		"XDG_CONFIG_HOME":      filepath.Join(home, ".config"),
+		"XDG_DATA_HOME":        filepath.Join(home, ".local", "share"),
+		"HELM_REGISTRY_CONFIG": filepath.Join(home, ".config", "helm", "registry", "config.json"),
+		"CGR_STORE":            "file",
+		"CGR_AUTO_LOGIN":       "false",
+		"BROWSER":              self + " browse",
+		"PATH":                 filepath.Dir(helper) + string(os.PathListSeparator) + os.Getenv("PATH"),
+	}
+	for _, kv := range emu.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	for k, v := range env {
+		os.Setenv(k, v)
+	}
+	os.Unsetenv("DBUS_SESSION_BUS_ADDRESS")
+
+	fmt.Printf("emulator: registry %s, issuer %s, api %s\n", emu.RegistryHost(), emu.IssuerURL(), emu.APIURL())
+	fmt.Printf("access tokens live %s; the helper refreshes them when a quarter of their life is left\n\n", ttl)
+
+	if err := step(helper, "login"); err != nil {
+		return err
+	}
+	if err := step(helper, "configure"); err != nil {
+		return err
+	}
+	img := emu.PrivateImage()
+	ref, err := name.ParseReference(img, name.Insecure)
+	if err != nil {
+		return err
+	}
+	engine := exec.Command("docker", "info").Run() == nil
+	how := "go-containerregistry (as crane and ko do)"
+	if engine {
+		how += " and the Docker Engine (docker pull)"
+	}
+	fmt.Printf("\npulling %s every second for %s through %s:\n", img, soak, how)
+	emu.ResetCounts()
+	start := time.Now()
+	var pulls, failures int
+	for time.Since(start) < soak {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err := remote.Image(ref, remote.WithAuthFromKeychain(authn.DefaultKeychain), remote.WithContext(ctx))
+		cancel()
+		if err == nil && engine {
+			if out, derr := exec.Command("docker", "pull", "-q", img).CombinedOutput(); derr != nil {
+				err = fmt.Errorf("docker pull: %s", bytes.TrimSpace(out))
+			}
+		}
+		pulls++
+		status := "ok"
+		if err != nil {
+			failures++
+			status = "FAILED: " + err.Error()
+		}
+		fmt.Printf("  t=%4.1fs  pull %-3s  refreshes so far: %d\n", time.Since(start).Seconds(), status, emu.Count("sts/exchange_refresh_token"))
+		time.Sleep(time.Second)
+	}
+	if engine {
+		exec.Command("docker", "rmi", "-f", img).Run()
+	}
+	refreshes := emu.Count("sts/exchange_refresh_token")
+	fmt.Printf("\n%d pulls, %d failures, %d token refreshes (one per expiry), %d logins\n\n", pulls, failures, refreshes, emu.Count("oauth"))
+
+	if err := step(helper, "pull-token", "create", "--ttl", "1h", "--save"); err != nil {
+		return err
+	}
+	if err := step(helper, "status"); err != nil {
+		return err
+	}
+	if failures > 0 {
+		return fmt.Errorf("%d pulls failed", failures)
+	}
+	return nil
+}
+
+// step runs one helper command as a user would, showing it and what it printed.
+func step(helper string, args ...string) error {
+	fmt.Printf("$ docker-credential-cgr %s\n", strings.Join(args, " "))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, helper, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	for _, line := range strings.Split(strings.TrimRight(out.String(), "\n"), "\n") {
+		if line != "" {
+			fmt.Println("  " + redact(line))
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("docker-credential-cgr %s: %w", args[0], err)
+	}
+	return nil
+}
+
+// redact keeps a token out of the demo's output: a JWT is shown by its first characters.
+func redact(line string) string {
+	fields := strings.Fields(line)
+	for _, f := range fields {
+		if strings.Count(f, ".") == 2 && len(f) > 100 {
+			line = strings.ReplaceAll(line, f, f[:12]+"…(redacted)")
+		}
+	}
+	return line
+}
