@@ -1,0 +1,365 @@
+// Package clientconfig wires registry clients to the helper: it writes `credHelpers`
+// entries into Docker's config.json, containers' auth.json and helm's registry config, and
+// finds what would keep a client from asking the helper (a static secret in `auths`, a file
+// read earlier, a `credsStore`, a file that does not parse).
+package clientconfig
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+)
+
+// Helper is the credHelpers value naming this program: clients run docker-credential-cgr.
+const Helper = "cgr"
+
+// HelperBinary is the program clients look for on their PATH.
+const HelperBinary = "docker-credential-" + Helper
+
+// Options say what Configure does.
+type Options struct {
+	Hosts        []string // served registry hosts (Settings.Registries)
+	Clients      []Client // empty: AllClients
+	Remove       bool     // undo: delete credHelpers entries that name Helper
+	FixShadowing bool     // also delete auths entries of served hosts that hold a static secret
+	DryRun       bool     // compute and report, write nothing
+}
+
+// Action is what happened to one file.
+type Action string
+
+const (
+	Created   Action = "created"
+	Updated   Action = "updated"
+	Unchanged Action = "unchanged"
+	Failed    Action = "failed"
+)
+
+// Change reports one file.
+type Change struct {
+	Account string   `json:"account"`
+	Client  Client   `json:"client"`
+	Path    string   `json:"path"`
+	Action  Action   `json:"action"`
+	DryRun  bool     `json:"dry_run,omitempty"`
+	Added   []string `json:"added,omitempty"`   // hosts now wired
+	Removed []string `json:"removed,omitempty"` // hosts unwired (--remove)
+	// Replaced: hosts that another helper handled before (host → that helper's name).
+	Replaced   map[string]string `json:"replaced,omitempty"`
+	FixedAuths []string          `json:"fixed_auths,omitempty"` // auths keys deleted (--fix-shadowing)
+	Error      string            `json:"error,omitempty"`
+	summary    string
+}
+
+// Line is the change as one line for stderr.
+func (c Change) Line() string {
+	who := ""
+	if c.Account != "" {
+		who = " [" + c.Account + "]"
+	}
+	if c.Action == Failed {
+		return fmt.Sprintf("%s%s: %s", c.Path, who, c.Error)
+	}
+	verb := string(c.Action)
+	if c.DryRun && c.Action != Unchanged {
+		verb = "would be " + verb
+	}
+	if c.summary == "" {
+		return fmt.Sprintf("%s (%s)%s: %s", c.Path, c.Client, who, verb)
+	}
+	return fmt.Sprintf("%s (%s)%s: %s: %s", c.Path, c.Client, who, verb, c.summary)
+}
+
+// Configure wires (or with Remove unwires) every target file of the account. A file that
+// does not parse is left untouched and reported; the others are still done. A file whose
+// bytes would not change is not rewritten.
+func Configure(a Account, o Options) []Change {
+	clients := o.Clients
+	if len(clients) == 0 {
+		clients = AllClients
+	}
+	var out []Change
+	for _, t := range Targets(a, clients) {
+		out = append(out, configureFile(a, t, o))
+	}
+	return out
+}
+
+func configureFile(a Account, t Target, o Options) Change {
+	c := Change{Account: a.Name, Client: t.Client, Path: t.Path, DryRun: o.DryRun}
+	fail := func(err error) Change {
+		c.Action = Failed
+		var se *SyntaxError
+		if errors.As(err, &se) {
+			c.Error = fmt.Sprintf("%v; left untouched: fix or move the file, then run `%s configure` again", err, HelperBinary)
+		} else {
+			c.Error = err.Error()
+		}
+		return c
+	}
+	path, err := resolve(t.Path)
+	if err != nil {
+		return fail(err)
+	}
+	doc, err := os.ReadFile(path)
+	isNew := errors.Is(err, fs.ErrNotExist)
+	if err != nil && !isNew {
+		return fail(err)
+	}
+	if !isBlank(doc) {
+		if _, err := parseDoc(doc); err != nil {
+			return fail(err)
+		}
+	}
+	if isNew && o.Remove {
+		c.Action = Unchanged
+		return c
+	}
+	var e edit
+	next := doc
+	if o.Remove {
+		next, err = removeHelpers(next, o.Hosts, Helper, &e)
+	} else {
+		next, err = ensureHelpers(next, o.Hosts, Helper, &e)
+	}
+	if err == nil && o.FixShadowing {
+		next, err = removeStatic(next, o.Hosts, &e)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	c.Added, c.Removed, c.Replaced, c.FixedAuths = e.added, e.removed, e.replaced, e.fixed
+	c.summary = e.describe()
+	if !isNew && bytes.Equal(next, doc) {
+		c.Action = Unchanged
+		return c
+	}
+	c.Action = Updated
+	if isNew {
+		c.Action = Created
+	}
+	if o.DryRun {
+		return c
+	}
+	if err := writeAtomic(path, next, a.owner()); err != nil {
+		return fail(fmt.Errorf("writing: %w", err))
+	}
+	return c
+}
+
+// Level grades a finding.
+type Level string
+
+const (
+	Warn Level = "warn" // works, but something is off (a stale secret, a store that may answer first)
+	Fail Level = "fail" // a client will not ask the helper for this host
+)
+
+// Finding is something in a client's config that keeps it from the helper, or may.
+type Finding struct {
+	Level   Level  `json:"level"`
+	Account string `json:"account"`
+	Client  Client `json:"client"`
+	Path    string `json:"path"`
+	Host    string `json:"host,omitempty"`
+	Saw     string `json:"saw"`
+	Fix     string `json:"fix"`
+}
+
+// Wiring is the state of one client for one account: the file that matters and what is wrong.
+type Wiring struct {
+	Account  string    `json:"account"`
+	Client   Client    `json:"client"`
+	Path     string    `json:"path"`
+	Wired    []string  `json:"wired"` // served hosts this client sends to the helper
+	Findings []Finding `json:"findings,omitempty"`
+}
+
+type cachedFile struct {
+	info fileInfo
+	err  error
+	ok   bool // exists
+}
+
+// Inspect says, per client, which served hosts reach the helper and what gets in the way.
+// It reads the files; it writes nothing.
+func Inspect(a Account, hosts []string, clients []Client) []Wiring {
+	if len(clients) == 0 {
+		clients = AllClients
+	}
+	cache := map[string]cachedFile{}
+	read := func(p string, legacy bool) cachedFile {
+		if r, ok := cache[p]; ok {
+			return r
+		}
+		var r cachedFile
+		rp, err := resolve(p)
+		if err == nil {
+			var doc []byte
+			doc, err = os.ReadFile(rp)
+			if err == nil {
+				r.ok = true
+				r.info, err = inspect(doc, hosts, legacy)
+			}
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			r.err = err
+		}
+		cache[p] = r
+		return r
+	}
+	var out []Wiring
+	for _, c := range clients {
+		switch c {
+		case Docker:
+			out = append(out, inspectDockerFormat(a, Docker, DockerConfig(a), hosts, read))
+		case Helm:
+			out = append(out, inspectDockerFormat(a, Helm, HelmConfig(a), hosts, read))
+		case Containers:
+			out = append(out, inspectContainers(a, hosts, read))
+		}
+	}
+	return out
+}
+
+func unreadable(a Account, c Client, path string, err error) Finding {
+	return Finding{Level: Fail, Account: a.Name, Client: c, Path: path,
+		Saw: fmt.Sprintf("cannot be read: %v", err),
+		Fix: fmt.Sprintf("fix or move %s, then run `%s configure`", path, HelperBinary)}
+}
+
+var clientNames = map[Client]string{
+	Docker:     "Docker",
+	Helm:       "helm",
+	Containers: "podman, skopeo and buildah",
+}
+
+// inspectDockerFormat: Docker (docker/cli configfile), go-containerregistry and helm
+// (oras-go) consult credHelpers[host] before credsStore and before auths, so an entry for
+// the host is all it takes. Two things still get in the way of some clients:
+// go-containerregistry (crane, ko, cosign) first looks up the full repository
+// ("cgr.dev/org/app") and only then the host, so an auths entry keyed by a repository, or a
+// credsStore (asked for any key credHelpers lacks), answers first.
+func inspectDockerFormat(a Account, c Client, path string, hosts []string, read func(string, bool) cachedFile) Wiring {
+	w := Wiring{Account: a.Name, Client: c, Path: path, Wired: []string{}}
+	r := read(path, false)
+	if r.err != nil {
+		w.Findings = append(w.Findings, unreadable(a, c, path, r.err))
+		return w
+	}
+	flag := "--" + string(c)
+	for _, h := range hosts {
+		switch helper := r.info.helpers[h]; helper {
+		case Helper:
+			w.Wired = append(w.Wired, h)
+		case "":
+			w.Findings = append(w.Findings, Finding{Level: Fail, Account: a.Name, Client: c, Path: path, Host: h,
+				Saw: fmt.Sprintf("no credHelpers entry for %s: %s does not ask %s", h, clientNames[c], HelperBinary),
+				Fix: fmt.Sprintf("%s configure %s", HelperBinary, flag)})
+		default:
+			w.Findings = append(w.Findings, Finding{Level: Fail, Account: a.Name, Client: c, Path: path, Host: h,
+				Saw: fmt.Sprintf("credHelpers sends %s to docker-credential-%s", h, helper),
+				Fix: fmt.Sprintf("%s configure %s", HelperBinary, flag)})
+		}
+	}
+	for _, s := range r.info.static {
+		f := Finding{Account: a.Name, Client: c, Path: path, Host: s.host,
+			Fix: fmt.Sprintf("%s configure %s --fix-shadowing", HelperBinary, flag)}
+		switch {
+		case s.path:
+			f.Level = Fail
+			f.Saw = fmt.Sprintf("auths[%q] holds a static secret; crane, ko and cosign look up the repository before the host and use it instead of the helper", s.key)
+		case r.info.helpers[s.host] == Helper:
+			f.Level = Warn
+			f.Saw = fmt.Sprintf("auths[%q] holds a static secret; unused while credHelpers routes %s to the helper, but it rests on disk and expires unnoticed", s.key, s.host)
+		default:
+			f.Level = Fail
+			f.Saw = fmt.Sprintf("auths[%q] holds a static secret that %s uses instead of the helper", s.key, clientNames[c])
+		}
+		w.Findings = append(w.Findings, f)
+	}
+	if cs := r.info.credsStore; cs != "" && cs != Helper {
+		w.Findings = append(w.Findings, CredsStoreFinding(a, c, path, cs, hosts))
+	}
+	return w
+}
+
+// CredsStoreFinding is the note about a global credsStore: fine for other hosts, and
+// credHelpers wins for a host in Docker and helm; but go-containerregistry asks the
+// credsStore first for "<host>/<repo>", so a login to a served host that it still holds may
+// answer instead of the helper. Doctor refines it by listing the store.
+func CredsStoreFinding(a Account, c Client, path, store string, hosts []string) Finding {
+	return Finding{Level: Warn, Account: a.Name, Client: c, Path: path,
+		Saw: fmt.Sprintf("credsStore %q is the default store; crane, ko and cosign ask it for %s/<repo> before credHelpers; if it still holds an old login for %s, that login answers", store, hosts[0], strings.Join(hosts, ", ")),
+		Fix: fmt.Sprintf("printf %%s %s | docker-credential-%s erase", hosts[0], store)}
+}
+
+// inspectContainers walks containers/image's search order for each host: the first file with
+// a credHelpers entry or an auths entry holding a secret for the host decides.
+func inspectContainers(a Account, hosts []string, read func(string, bool) cachedFile) Wiring {
+	order := containersOrder(a)
+	wiredPath := Targets(a, []Client{Containers})
+	w := Wiring{Account: a.Name, Client: Containers, Path: wiredPath[len(wiredPath)-1].Path, Wired: []string{}}
+	fixFor := func(p string, legacy bool) string {
+		if legacy {
+			return fmt.Sprintf("delete the entry from %s (or the file)", p)
+		}
+		return fmt.Sprintf("%s configure --fix-shadowing", HelperBinary)
+	}
+	broken := map[string]bool{}
+	for _, f := range order {
+		if r := read(f.path, f.legacy); r.err != nil && !broken[f.path] {
+			broken[f.path] = true
+			fd := unreadable(a, Containers, f.path, r.err)
+			fd.Saw += " (podman, skopeo and buildah stop at this error)"
+			w.Findings = append(w.Findings, fd)
+		}
+	}
+	for _, h := range hosts {
+		decided := false
+		for _, f := range order {
+			r := read(f.path, f.legacy)
+			if r.err != nil || !r.ok {
+				continue
+			}
+			if helper, ok := r.info.helpers[h]; ok {
+				decided = true
+				if helper == Helper {
+					w.Wired = append(w.Wired, h)
+				} else {
+					w.Findings = append(w.Findings, Finding{Level: Fail, Account: a.Name, Client: Containers, Path: f.path, Host: h,
+						Saw: fmt.Sprintf("credHelpers sends %s to docker-credential-%s", h, helper),
+						Fix: fmt.Sprintf("%s configure --containers", HelperBinary)})
+				}
+				break
+			}
+			for _, s := range r.info.static {
+				if s.host != h {
+					continue
+				}
+				if s.path {
+					w.Findings = append(w.Findings, Finding{Level: Warn, Account: a.Name, Client: Containers, Path: f.path, Host: h,
+						Saw: fmt.Sprintf("auths[%q] holds a static secret that podman, skopeo and buildah use for that repository instead of the helper", s.key),
+						Fix: fixFor(f.path, f.legacy)})
+					continue
+				}
+				decided = true
+				w.Findings = append(w.Findings, Finding{Level: Fail, Account: a.Name, Client: Containers, Path: f.path, Host: h,
+					Saw: fmt.Sprintf("auths[%q] holds a static secret; podman, skopeo and buildah read this file first and use it instead of the helper", s.key),
+					Fix: fixFor(f.path, f.legacy)})
+			}
+			if decided {
+				break
+			}
+		}
+		if !decided {
+			w.Findings = append(w.Findings, Finding{Level: Fail, Account: a.Name, Client: Containers, Path: w.Path, Host: h,
+				Saw: fmt.Sprintf("no credHelpers entry for %s in %s: podman, skopeo and buildah do not ask %s", h, strings.Join(ContainersSearchOrder(a), ", "), HelperBinary),
+				Fix: fmt.Sprintf("%s configure --containers", HelperBinary)})
+		}
+	}
+	return w
+}

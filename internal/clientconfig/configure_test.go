@@ -1,0 +1,479 @@
+package clientconfig
+
+import (
+	"encoding/json"
+	"os"
+	"os/user"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// testAccount is a user whose home and runtime dir are temp dirs; env holds its variables.
+func testAccount(t *testing.T, env map[string]string) Account {
+	t.Helper()
+	home := t.TempDir()
+	e := map[string]string{"XDG_RUNTIME_DIR": filepath.Join(home, "run")}
+	for k, v := range env {
+		e[k] = v
+	}
+	return Account{Name: "tester", UID: -1, GID: -1, Home: home, GOOS: "linux",
+		Getenv: func(k string) string { return e[k] }}
+}
+
+func writeFile(t *testing.T, path, data string, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func mode(t *testing.T, path string) os.FileMode {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Mode().Perm()
+}
+
+var hosts = []string{"cgr.dev", "127.0.0.1:5000"}
+
+func TestEditsKeepEverythingElse(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{
+			name: "absent",
+			in:   "",
+			want: "{\n\t\"credHelpers\": {\n\t\t\"cgr.dev\": \"cgr\",\n\t\t\"127.0.0.1:5000\": \"cgr\"\n\t}\n}\n",
+		},
+		{
+			name: "docker's own format, foreign keys in their order",
+			in:   "{\n\t\"auths\": {\n\t\t\"ghcr.io\": {\n\t\t\t\"auth\": \"eDp5\"\n\t\t}\n\t},\n\t\"zeta\": [1, 2],\n\t\"psFormat\": \"table {{.ID}}\",\n\t\"plugins\": {\"x\": {\"y\": \"z\"}}\n}",
+			want: "{\n\t\"auths\": {\n\t\t\"ghcr.io\": {\n\t\t\t\"auth\": \"eDp5\"\n\t\t}\n\t},\n\t\"zeta\": [1, 2],\n\t\"psFormat\": \"table {{.ID}}\",\n\t\"plugins\": {\"x\": {\"y\": \"z\"}},\n\t\"credHelpers\": {\n\t\t\"cgr.dev\": \"cgr\",\n\t\t\"127.0.0.1:5000\": \"cgr\"\n\t}\n}",
+		},
+		{
+			name: "partially wired, two-space indent, other helpers kept",
+			in:   "{\n  \"credHelpers\": {\n    \"gcr.io\": \"gcloud\",\n    \"cgr.dev\": \"cgr\"\n  }\n}\n",
+			want: "{\n  \"credHelpers\": {\n    \"gcr.io\": \"gcloud\",\n    \"cgr.dev\": \"cgr\",\n    \"127.0.0.1:5000\": \"cgr\"\n  }\n}\n",
+		},
+		{
+			name: "empty credHelpers",
+			in:   "{\n    \"credHelpers\": {},\n    \"a\": 1\n}",
+			want: "{\n    \"credHelpers\": {\n        \"cgr.dev\": \"cgr\",\n        \"127.0.0.1:5000\": \"cgr\"\n    },\n    \"a\": 1\n}",
+		},
+		{
+			name: "compact one-liner",
+			in:   `{"auths":{},"credsStore":"desktop"}`,
+			want: `{"auths":{},"credsStore":"desktop","credHelpers":{"cgr.dev":"cgr","127.0.0.1:5000":"cgr"}}`,
+		},
+		{
+			name: "empty object",
+			in:   "{}",
+			want: "{\n\t\"credHelpers\": {\n\t\t\"cgr.dev\": \"cgr\",\n\t\t\"127.0.0.1:5000\": \"cgr\"\n\t}\n}",
+		},
+		{
+			name: "null credHelpers",
+			in:   "{\"credHelpers\": null}",
+			want: `{"credHelpers": {"cgr.dev": "cgr","127.0.0.1:5000": "cgr"}}`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var e edit
+			got, err := ensureHelpers([]byte(tt.in), hosts, Helper, &e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tt.want {
+				t.Fatalf("got\n%s\nwant\n%s", got, tt.want)
+			}
+			if !json.Valid(got) {
+				t.Fatalf("invalid JSON:\n%s", got)
+			}
+			again, err := ensureHelpers(got, hosts, Helper, &edit{})
+			if err != nil || string(again) != string(got) {
+				t.Fatalf("second run changed the bytes (err %v):\n%s", err, again)
+			}
+			if tt.in == "" || strings.Contains(tt.in, "credHelpers") {
+				return
+			}
+			back, err := removeHelpers(got, hosts, Helper, &edit{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(back) != tt.in {
+				t.Fatalf("remove did not restore the original:\n%q\nwant\n%q", back, tt.in)
+			}
+		})
+	}
+}
+
+func TestRemoveOnlyOurs(t *testing.T) {
+	in := "{\n\t\"credHelpers\": {\n\t\t\"cgr.dev\": \"cgr\",\n\t\t\"127.0.0.1:5000\": \"other\",\n\t\t\"gcr.io\": \"gcloud\"\n\t}\n}"
+	var e edit
+	got, err := removeHelpers([]byte(in), hosts, Helper, &e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "{\n\t\"credHelpers\": {\n\t\t\"127.0.0.1:5000\": \"other\",\n\t\t\"gcr.io\": \"gcloud\"\n\t}\n}"
+	if string(got) != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+	if !reflect.DeepEqual(e.removed, []string{"cgr.dev"}) {
+		t.Fatalf("removed %v", e.removed)
+	}
+}
+
+func TestConfigureFiles(t *testing.T) {
+	a := testAccount(t, nil)
+	docker := filepath.Join(a.Home, ".docker", "config.json")
+	podman := filepath.Join(a.Home, ".config", "containers", "auth.json")
+	helm := filepath.Join(a.Home, ".config", "helm", "registry", "config.json")
+	orig := "{\n\t\"auths\": {},\n\t\"currentContext\": \"colima\",\n\t\"unknownFutureKey\": {\"b\": 2, \"a\": 1}\n}"
+	writeFile(t, docker, orig, 0o644)
+
+	ch := Configure(a, Options{Hosts: hosts})
+	if len(ch) != 3 {
+		t.Fatalf("changes: %+v", ch)
+	}
+	for i, want := range []struct {
+		path   string
+		action Action
+	}{{docker, Updated}, {podman, Created}, {helm, Created}} {
+		if ch[i].Path != want.path || ch[i].Action != want.action || !reflect.DeepEqual(ch[i].Added, hosts) {
+			t.Errorf("change %d: %+v, want %s %s", i, ch[i], want.path, want.action)
+		}
+		if !strings.Contains(ch[i].Line(), "added cgr.dev, 127.0.0.1:5000") {
+			t.Errorf("line: %s", ch[i].Line())
+		}
+	}
+	if m := mode(t, docker); m != 0o644 {
+		t.Errorf("docker config mode %o, want the original 0644", m)
+	}
+	for _, p := range []string{podman, helm} {
+		if m := mode(t, p); m != 0o600 {
+			t.Errorf("%s mode %o, want 0600", p, m)
+		}
+		if m := mode(t, filepath.Dir(p)); m != 0o700 {
+			t.Errorf("%s dir mode %o, want 0700", p, m)
+		}
+	}
+	for _, w := range Inspect(a, hosts, nil) {
+		if len(w.Findings) > 0 || len(w.Wired) != 2 {
+			t.Errorf("after configure %s: wired %v findings %+v", w.Client, w.Wired, w.Findings)
+		}
+	}
+
+	// Second run: nothing changes, nothing is rewritten.
+	before := map[string]os.FileInfo{}
+	for _, p := range []string{docker, podman, helm} {
+		before[p], _ = os.Stat(p)
+	}
+	for _, c := range Configure(a, Options{Hosts: hosts}) {
+		if c.Action != Unchanged {
+			t.Errorf("second run: %s", c.Line())
+		}
+		after, _ := os.Stat(c.Path)
+		if !os.SameFile(before[c.Path], after) {
+			t.Errorf("second run replaced %s", c.Path)
+		}
+	}
+
+	// --remove restores the original bytes of the file we only added to.
+	for _, c := range Configure(a, Options{Hosts: hosts, Remove: true}) {
+		if c.Action != Updated || !reflect.DeepEqual(c.Removed, hosts) {
+			t.Errorf("remove: %s", c.Line())
+		}
+	}
+	if got := readFile(t, docker); got != orig {
+		t.Fatalf("after --remove:\n%s\nwant\n%s", got, orig)
+	}
+	if m := mode(t, docker); m != 0o644 {
+		t.Errorf("mode after remove %o", m)
+	}
+	if got := readFile(t, podman); got != "{}\n" {
+		t.Errorf("created file after remove: %q", got)
+	}
+}
+
+func TestDryRunWritesNothing(t *testing.T) {
+	a := testAccount(t, nil)
+	for _, c := range Configure(a, Options{Hosts: hosts, DryRun: true}) {
+		if c.Action != Created || !strings.Contains(c.Line(), "would be created") {
+			t.Errorf("dry run: %s", c.Line())
+		}
+		if _, err := os.Stat(c.Path); err == nil {
+			t.Errorf("dry run wrote %s", c.Path)
+		}
+	}
+}
+
+func TestMalformedFileUntouched(t *testing.T) {
+	a := testAccount(t, nil)
+	docker := filepath.Join(a.Home, ".docker", "config.json")
+	bad := "{\n\t\"auths\": {\n\t\t\"ghcr.io\": {\"auth\": \"x\"},\n\t}\n}\n"
+	writeFile(t, docker, bad, 0o600)
+	ch := Configure(a, Options{Hosts: hosts, Clients: []Client{Docker}})
+	if len(ch) != 1 || ch[0].Action != Failed {
+		t.Fatalf("%+v", ch)
+	}
+	line := ch[0].Line()
+	if strings.Contains(line, "\n") || !strings.Contains(line, "line 4, column 2") || !strings.Contains(line, "left untouched") {
+		t.Errorf("line: %q", line)
+	}
+	if got := readFile(t, docker); got != bad {
+		t.Errorf("malformed file changed:\n%s", got)
+	}
+	w := Inspect(a, hosts, []Client{Docker, Containers})
+	for _, x := range w {
+		if len(x.Findings) == 0 || x.Findings[0].Level != Fail || !strings.Contains(x.Findings[0].Saw, "invalid JSON") {
+			t.Errorf("%s: %+v", x.Client, x.Findings)
+		}
+	}
+}
+
+func TestShadowing(t *testing.T) {
+	tests := []struct {
+		name    string
+		files   map[string]string // relative to home
+		client  Client
+		want    []string // substrings of findings, in order
+		levels  []Level
+		fixed   map[string]string // file → content after configure --fix-shadowing
+		wiredOK bool              // after the fix, every host wired and no finding
+	}{
+		{
+			name:   "docker: static auths beside credHelpers is stale, not shadowing",
+			client: Docker,
+			files: map[string]string{".docker/config.json": `{"auths":{"cgr.dev":{"auth":"X3Rva2VuOnNlY3JldA=="},"ghcr.io":{"auth":"eDp5"}},` +
+				`"credHelpers":{"cgr.dev":"cgr","127.0.0.1:5000":"cgr"}}`},
+			want:    []string{`auths["cgr.dev"] holds a static secret; unused`},
+			levels:  []Level{Warn},
+			fixed:   map[string]string{".docker/config.json": `{"auths":{"ghcr.io":{"auth":"eDp5"}},"credHelpers":{"cgr.dev":"cgr","127.0.0.1:5000":"cgr"}}`},
+			wiredOK: true,
+		},
+		{
+			name:   "docker: repository key shadows for crane",
+			client: Docker,
+			files:  map[string]string{".docker/config.json": `{"auths":{"cgr.dev/acme/app":{"password":"p"}, "https://127.0.0.1:5000/v1/":{}},"credHelpers":{"cgr.dev":"cgr","127.0.0.1:5000":"cgr"}}`},
+			want:   []string{`crane, ko and cosign look up the repository`},
+			levels: []Level{Fail},
+			fixed:  map[string]string{".docker/config.json": `{"auths":{"https://127.0.0.1:5000/v1/":{}},"credHelpers":{"cgr.dev":"cgr","127.0.0.1:5000":"cgr"}}`},
+			wiredOK: true,
+		},
+		{
+			name:   "docker: credsStore noted",
+			client: Docker,
+			files:  map[string]string{".docker/config.json": `{"credsStore":"desktop","credHelpers":{"cgr.dev":"cgr","127.0.0.1:5000":"cgr"}}`},
+			want:   []string{`credsStore "desktop"`},
+			levels: []Level{Warn},
+		},
+		{
+			name:   "containers: podman login in the runtime file wins over ~/.config",
+			client: Containers,
+			files: map[string]string{
+				"run/containers/auth.json":     `{"auths":{"cgr.dev":{"auth":"X3Rva2VuOnNlY3JldA=="}}}`,
+				".config/containers/auth.json": `{"credHelpers":{"cgr.dev":"cgr","127.0.0.1:5000":"cgr"}}`,
+			},
+			want:   []string{`podman, skopeo and buildah read this file first`},
+			levels: []Level{Fail},
+			fixed: map[string]string{
+				"run/containers/auth.json":     "{\"auths\":{},\"credHelpers\":{\"cgr.dev\":\"cgr\",\"127.0.0.1:5000\":\"cgr\"}}",
+				".config/containers/auth.json": `{"credHelpers":{"cgr.dev":"cgr","127.0.0.1:5000":"cgr"}}`,
+			},
+			wiredOK: true,
+		},
+		{
+			name:   "containers: docker config read last is enough",
+			client: Containers,
+			files:  map[string]string{".docker/config.json": `{"credHelpers":{"cgr.dev":"cgr","127.0.0.1:5000":"cgr"}}`},
+		},
+		{
+			name:   "containers: another helper",
+			client: Containers,
+			files:  map[string]string{".config/containers/auth.json": `{"credHelpers":{"cgr.dev":"other","127.0.0.1:5000":"cgr"}}`},
+			want:   []string{`credHelpers sends cgr.dev to docker-credential-other`},
+			levels: []Level{Fail},
+		},
+		{
+			name:   "helm unwired",
+			client: Helm,
+			files:  map[string]string{".config/helm/registry/config.json": `{"auths":{}}`},
+			want:   []string{"no credHelpers entry for cgr.dev", "no credHelpers entry for 127.0.0.1:5000"},
+			levels: []Level{Fail, Fail},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := testAccount(t, nil)
+			for p, c := range tt.files {
+				writeFile(t, filepath.Join(a.Home, p), c, 0o600)
+			}
+			w := Inspect(a, hosts, []Client{tt.client})
+			if len(w) != 1 {
+				t.Fatal(w)
+			}
+			if len(w[0].Findings) != len(tt.want) {
+				t.Fatalf("findings %+v, want %v", w[0].Findings, tt.want)
+			}
+			for i, f := range w[0].Findings {
+				if !strings.Contains(f.Saw, tt.want[i]) || f.Level != tt.levels[i] || f.Fix == "" {
+					t.Errorf("finding %d: %+v, want %q (%s)", i, f, tt.want[i], tt.levels[i])
+				}
+			}
+			if tt.fixed == nil {
+				return
+			}
+			for _, c := range Configure(a, Options{Hosts: hosts, Clients: []Client{tt.client}, FixShadowing: true}) {
+				if c.Action == Failed {
+					t.Fatal(c.Line())
+				}
+			}
+			for p, want := range tt.fixed {
+				if got := readFile(t, filepath.Join(a.Home, p)); got != want {
+					t.Errorf("%s after fix:\n%s\nwant\n%s", p, got, want)
+				}
+			}
+			if tt.wiredOK {
+				w := Inspect(a, hosts, []Client{tt.client})
+				if len(w[0].Findings) != 0 || len(w[0].Wired) != 2 {
+					t.Errorf("after fix: %+v", w[0])
+				}
+			}
+		})
+	}
+}
+
+func TestEnvPaths(t *testing.T) {
+	dir := t.TempDir()
+	a := testAccount(t, map[string]string{
+		"DOCKER_CONFIG":        filepath.Join(dir, "d"),
+		"REGISTRY_AUTH_FILE":   filepath.Join(dir, "c", "auth.json"),
+		"HELM_REGISTRY_CONFIG": filepath.Join(dir, "h.json"),
+	})
+	var got []string
+	for _, tg := range Targets(a, AllClients) {
+		got = append(got, tg.Path)
+	}
+	want := []string{filepath.Join(dir, "d", "config.json"), filepath.Join(dir, "c", "auth.json"), filepath.Join(dir, "h.json")}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("targets %v, want %v", got, want)
+	}
+	if o := ContainersSearchOrder(a); !reflect.DeepEqual(o, want[1:2]) {
+		t.Errorf("with REGISTRY_AUTH_FILE the search order is %v", o)
+	}
+}
+
+func TestSymlinkedConfigFollowed(t *testing.T) {
+	a := testAccount(t, nil)
+	real := filepath.Join(a.Home, "dotfiles", "docker.json")
+	writeFile(t, real, `{"auths":{}}`, 0o600)
+	link := filepath.Join(a.Home, ".docker", "config.json")
+	os.MkdirAll(filepath.Dir(link), 0o700)
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	Configure(a, Options{Hosts: hosts, Clients: []Client{Docker}})
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatal("the symlink was replaced")
+	}
+	if !strings.Contains(readFile(t, real), `"cgr.dev":"cgr"`) {
+		t.Error("the link's target was not updated")
+	}
+}
+
+func TestSudoWritesUserFilesOwnedByUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give files away")
+	}
+	userHome := t.TempDir()
+	rootHome := t.TempDir()
+	lookup := func(uid string) (*user.User, error) {
+		if uid == "0" {
+			return &user.User{Uid: "0", Gid: "0", Username: "root", HomeDir: rootHome}, nil
+		}
+		return &user.User{Uid: "4242", Gid: "4343", Username: "alice", HomeDir: userHome}, nil
+	}
+	env := map[string]string{"SUDO_UID": "4242", "SUDO_USER": "alice", "HOME": rootHome}
+	accts, err := accounts(func(k string) string { return env[k] }, true, lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(accts) != 2 || accts[0].Name != "alice" || accts[1].Home != rootHome {
+		t.Fatalf("accounts %+v", accts)
+	}
+	existing := filepath.Join(userHome, ".config", "helm", "registry", "config.json")
+	writeFile(t, existing, `{"auths":{}}`, 0o640)
+	for p := existing; p != userHome; p = filepath.Dir(p) {
+		os.Chown(p, 4242, 4343)
+	}
+	for _, a := range accts {
+		a.GOOS = "linux"
+		for _, c := range Configure(a, Options{Hosts: hosts}) {
+			if c.Action == Failed {
+				t.Fatal(c.Line())
+			}
+		}
+	}
+	// Nothing under the user's home may belong to root.
+	filepath.Walk(userHome, func(p string, fi os.FileInfo, err error) error {
+		if p == userHome {
+			return nil
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if st.Uid != 4242 || st.Gid != 4343 {
+			t.Errorf("%s owned by %d:%d", p, st.Uid, st.Gid)
+		}
+		return nil
+	})
+	if m := mode(t, existing); m != 0o640 {
+		t.Errorf("mode %o", m)
+	}
+	if !strings.Contains(readFile(t, filepath.Join(rootHome, ".docker", "config.json")), `"cgr.dev": "cgr"`) {
+		t.Error("root's docker config not written")
+	}
+}
+
+func TestSecurePath(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "sudoers"), "Defaults\tenv_reset\nDefaults\tsecure_path=\"/usr/local/sbin:/usr/local/bin:/usr/bin\"\n@includedir "+filepath.Join(dir, "d")+"\n", 0o440)
+	writeFile(t, filepath.Join(dir, "d", "10-path"), "Defaults secure_path = /opt/bin:/usr/bin\n", 0o440)
+	writeFile(t, filepath.Join(dir, "d", "README.txt"), "Defaults secure_path=/ignored\n", 0o440)
+	if p, ok := SecurePath(filepath.Join(dir, "sudoers")); !ok || p != "/opt/bin:/usr/bin" {
+		t.Errorf("SecurePath = %q, %v", p, ok)
+	}
+	if p, ok := SecurePath(filepath.Join(dir, "missing")); ok || p != DefaultSecurePath {
+		t.Errorf("missing sudoers: %q, %v", p, ok)
+	}
+
+	bin := filepath.Join(dir, "bin")
+	writeFile(t, filepath.Join(bin, HelperBinary), "#!/bin/sh\n", 0o755)
+	writeFile(t, filepath.Join(dir, "sudoers2"), "Defaults secure_path=\"/nonexistent\"\n", 0o440)
+	r := ReachHelper(func(k string) string { return map[string]string{"PATH": bin}[k] }, false, "", "/x/"+HelperBinary, "")
+	if len(r) != 1 || r[0].Found == "" || r[0].Fix != "" {
+		t.Errorf("user PATH: %+v", r)
+	}
+	r = ReachHelper(func(string) string { return "" }, true, filepath.Join(dir, "sudoers2"), "/home/a/go/bin/"+HelperBinary, dir)
+	if r[0].Found != "" || r[0].Fix != "sudo install -m 0755 /home/a/go/bin/docker-credential-cgr /usr/local/bin/docker-credential-cgr" {
+		t.Errorf("secure_path: %+v", r[0])
+	}
+}
