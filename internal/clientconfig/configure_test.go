@@ -272,12 +272,12 @@ func TestShadowing(t *testing.T) {
 			wiredOK: true,
 		},
 		{
-			name:   "docker: repository key shadows for crane",
-			client: Docker,
-			files:  map[string]string{".docker/config.json": `{"auths":{"cgr.dev/acme/app":{"password":"p"}, "https://127.0.0.1:5000/v1/":{}},"credHelpers":{"cgr.dev":"cgr","127.0.0.1:5000":"cgr"}}`},
-			want:   []string{`crane, ko and cosign look up the repository`},
-			levels: []Level{Fail},
-			fixed:  map[string]string{".docker/config.json": `{"auths":{"https://127.0.0.1:5000/v1/":{}},"credHelpers":{"cgr.dev":"cgr","127.0.0.1:5000":"cgr"}}`},
+			name:    "docker: repository key shadows for crane",
+			client:  Docker,
+			files:   map[string]string{".docker/config.json": `{"auths":{"cgr.dev/acme/app":{"password":"p"}, "https://127.0.0.1:5000/v1/":{}},"credHelpers":{"cgr.dev":"cgr","127.0.0.1:5000":"cgr"}}`},
+			want:    []string{`crane, ko and cosign look up the repository`},
+			levels:  []Level{Fail},
+			fixed:   map[string]string{".docker/config.json": `{"auths":{"https://127.0.0.1:5000/v1/":{}},"credHelpers":{"cgr.dev":"cgr","127.0.0.1:5000":"cgr"}}`},
 			wiredOK: true,
 		},
 		{
