@@ -1,0 +1,225 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cgrtools/docker-credential-cgr/token"
+)
+
+func init() {
+	register("pull-token", func(a *App) *cobra.Command {
+		cmd := &cobra.Command{
+			Use:   "pull-token",
+			Short: "Create, list and delete pull tokens (long-lived registry credentials)",
+			Long: `A pull token is a registry credential for machines: an identity in your organization allowed
+to pull (registry.pull), and a token signed by a key registered with it. It lasts --ttl
+(default 720h, at most 8760h). Saved with --save, ` + "`get`" + ` serves it and, while you have a
+login session, replaces it with a new one before it expires.`,
+			Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+		}
+		cmd.AddCommand(pullTokenCreate(a), pullTokenList(a), pullTokenDelete(a))
+		return cmd
+	})
+}
+
+// ptParseTTL reads a Go duration, also with a days suffix ("30d").
+func ptParseTTL(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		if days, err := strconv.Atoi(n); err == nil {
+			return time.Duration(days) * 24 * time.Hour, nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("--ttl %q is not a duration like 720h or 30d", s)
+	}
+	return d, nil
+}
+
+// ptTTLFlag validates --ttl as a usage error.
+func ptTTLFlag(s string) (time.Duration, error) {
+	d, err := ptParseTTL(s)
+	if err == nil {
+		err = token.ValidPullTokenTTL(d)
+	}
+	if err != nil {
+		return 0, &UsageError{err}
+	}
+	return d, nil
+}
+
+// pullTokenJSON is the --json shape of a created token.
+type pullTokenJSON struct {
+	IdentityID string `json:"identity_id"`
+	Token      string `json:"token"`
+	Expires    string `json:"expires"`
+}
+
+func pullTokenCreate(a *App) *cobra.Command {
+	var (
+		ttl, name, parent string
+		save, asJSON      bool
+	)
+	cmd := &cobra.Command{
+		Use:   "create",
+		Short: "Create a pull token and print it with a ready docker login line",
+		Example: `  docker-credential-cgr pull-token create --ttl 2160h --name ci
+  docker-credential-cgr pull-token create --save        # let get serve and renew it
+  docker-credential-cgr pull-token create --json | jq -r .token`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, err := ptTTLFlag(ttl)
+			if err != nil {
+				return err
+			}
+			deps, err := a.Deps(cmd.Context())
+			if err != nil {
+				return err
+			}
+			pts := token.NewPullTokens(deps, token.NewSession(deps))
+			pt, err := pts.Create(cmd.Context(), token.CreateOptions{TTL: d, Name: name, Parent: parent})
+			if err != nil {
+				return err
+			}
+			if save {
+				if err := pts.Keep(cmd.Context(), pt); err != nil {
+					return err
+				}
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				return ptWriteJSON(out, pullTokenJSON{IdentityID: pt.Identity, Token: pt.Token, Expires: pt.Expiry.UTC().Format(time.RFC3339)})
+			}
+			printCreated(out, a.Settings.Registries, pt, save)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&ttl, "ttl", "720h", "lifetime, at most 8760h (days allowed: 30d)")
+	f.StringVar(&name, "name", "", "name of the pull token's identity (default \"pull-token\")")
+	f.StringVar(&parent, "parent", "", "organization (id or name) to create it in (default: your login's org, or your only org)")
+	f.BoolVar(&save, "save", false, "store it so `get` serves it and renews it before it expires")
+	f.BoolVar(&asJSON, "json", false, `print {"identity_id","token","expires"} as JSON`)
+	return cmd
+}
+
+// printCreated shows the token once, and how to log in without putting it in argv.
+func printCreated(w io.Writer, hosts []string, pt *token.PullToken, saved bool) {
+	fmt.Fprintf(w, "Pull token %s (%s) expires %s.\n", pt.Identity, pt.Name, pt.Expiry.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "Username: %s\nPassword (shown once; keep it secret):\n%s\n\n", pt.Identity, pt.Token)
+	fmt.Fprintln(w, "Log in with it (put the password in CGR_PULL_TOKEN; it never appears in argv):")
+	for _, h := range hosts {
+		fmt.Fprintf(w, "  printf '%%s' \"$CGR_PULL_TOKEN\" | docker login %s --username %s --password-stdin\n", h, pt.Identity)
+	}
+	if saved {
+		fmt.Fprintf(w, "\nSaved: `get` serves it for %s and renews it before it expires while you are logged in.\n", strings.Join(hosts, ", "))
+	}
+}
+
+// pullTokenListJSON is one row of `pull-token list --json`.
+type pullTokenListJSON struct {
+	IdentityID string   `json:"identity_id"`
+	Name       string   `json:"name"`
+	Expires    string   `json:"expires"`
+	StoredFor  []string `json:"stored_for"`
+}
+
+func pullTokenList(a *App) *cobra.Command {
+	var (
+		parent string
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the pull tokens of your organization (* marks the ones stored here)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			deps, err := a.Deps(ctx)
+			if err != nil {
+				return err
+			}
+			pts := token.NewPullTokens(deps, token.NewSession(deps))
+			list, err := pts.List(ctx, parent)
+			if err != nil {
+				return err
+			}
+			stored := map[string][]string{} // identity → hosts
+			for _, h := range a.Settings.Registries {
+				if pt, err := pts.Stored(ctx, h); err == nil {
+					stored[pt.Identity] = append(stored[pt.Identity], h)
+				}
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				rows := make([]pullTokenListJSON, 0, len(list))
+				for _, pt := range list {
+					rows = append(rows, pullTokenListJSON{
+						IdentityID: pt.Identity, Name: pt.Name, Expires: pt.Expiry.UTC().Format(time.RFC3339),
+						StoredFor: append([]string{}, stored[pt.Identity]...),
+					})
+				}
+				return ptWriteJSON(out, rows)
+			}
+			if len(list) == 0 {
+				fmt.Fprintln(out, "No pull tokens.")
+				return nil
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "IDENTITY\tNAME\tEXPIRES\tSTORED")
+			for _, pt := range list {
+				mark := ""
+				if hs := stored[pt.Identity]; len(hs) > 0 {
+					mark = "* " + strings.Join(hs, ",")
+				}
+				exp := pt.Expiry.UTC().Format(time.RFC3339)
+				if !pt.Expiry.After(deps.Clock.Now()) {
+					exp += " (expired)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", pt.Identity, pt.Name, exp, mark)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&parent, "parent", "", "organization (id or name) to list (default: your login's org, or your only org)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func pullTokenDelete(a *App) *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete ID",
+		Short: "Delete a pull token (and forget it here if it is stored)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !token.ValidIdentityID(args[0]) || !strings.Contains(args[0], "/") {
+				return &UsageError{errors.New("ID must be a pull token identity id (<40 hex>/<16 hex>), as `pull-token list` shows")}
+			}
+			deps, err := a.Deps(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if err := token.NewPullTokens(deps, token.NewSession(deps)).Delete(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Deleted pull token %s.\n", args[0])
+			return nil
+		},
+	}
+}
+
+func ptWriteJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,145 @@
+// Package kube gives Kubernetes its cgr.dev credentials: a Secret of type
+// kubernetes.io/dockerconfigjson holding a pull token (kube-secret), and a kubelet image
+// credential provider plugin (kubelet-provider) that needs no Secret at all.
+//
+// It deliberately imports nothing from k8s.io: the plugin is exec'd on every image pull, so the
+// few wire types are written out here, field for field as in the v1 APIs.
+package kube
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// DefaultSecretName is the Secret's name when none is given.
+const DefaultSecretName = "cgr-pull"
+
+// SecretType is the only Secret type the kubelet reads registry credentials from.
+const SecretType = "kubernetes.io/dockerconfigjson"
+
+// Annotations set on the Secret, so `kubectl describe` tells when it must be replaced.
+const (
+	AnnotationExpires  = "cgr.dev/expires"
+	AnnotationIdentity = "cgr.dev/identity"
+)
+
+// Secret is a core/v1 Secret, as far as a registry Secret needs it.
+type Secret struct {
+	APIVersion string            `json:"apiVersion"`
+	Kind       string            `json:"kind"`
+	Metadata   ObjectMeta        `json:"metadata"`
+	Type       string            `json:"type"`
+	Data       map[string][]byte `json:"data"` // base64 on the wire, as Kubernetes expects
+}
+
+// ObjectMeta is the part of meta/v1 ObjectMeta a Secret manifest uses.
+type ObjectMeta struct {
+	Name        string            `json:"name"`
+	Namespace   string            `json:"namespace,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// DockerConfig is the content of .dockerconfigjson.
+type DockerConfig struct {
+	Auths map[string]DockerAuth `json:"auths"`
+}
+
+// DockerAuth is one registry's entry in a docker config.
+type DockerAuth struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+	Auth     string `json:"auth"` // base64(username:password), what older readers use
+}
+
+// SecretOptions say what goes into the Secret.
+type SecretOptions struct {
+	Name      string   // "": DefaultSecretName
+	Namespace string   // "": none (kubectl applies the current namespace)
+	Hosts     []string // registry hosts the credential is for
+	Username  string
+	Password  string
+	Expiry    time.Time // shown as an annotation; zero: none
+	Identity  string    // pull token identity, shown as an annotation; "": none
+}
+
+var (
+	// RFC 1123 subdomain (Secret names) and label (namespaces).
+	dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	dnsLabel     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+)
+
+// ValidateNames checks a Secret name and namespace as the API server would.
+func ValidateNames(name, namespace string) error {
+	if name != "" && (len(name) > 253 || !dnsSubdomain.MatchString(name)) {
+		return fmt.Errorf("secret name %q is not a valid Kubernetes name (lower-case letters, digits, '-' and '.')", name)
+	}
+	if namespace != "" && (len(namespace) > 63 || !dnsLabel.MatchString(namespace)) {
+		return fmt.Errorf("namespace %q is not a valid Kubernetes namespace (lower-case letters, digits and '-')", namespace)
+	}
+	return nil
+}
+
+// NewSecret builds the registry Secret.
+func NewSecret(o SecretOptions) (*Secret, error) {
+	if err := ValidateNames(o.Name, o.Namespace); err != nil {
+		return nil, err
+	}
+	if len(o.Hosts) == 0 {
+		return nil, errors.New("no registry host to hold credentials for")
+	}
+	name := o.Name
+	if name == "" {
+		name = DefaultSecretName
+	}
+	basic := base64.StdEncoding.EncodeToString([]byte(o.Username + ":" + o.Password))
+	cfg := DockerConfig{Auths: map[string]DockerAuth{}}
+	hosts := append([]string(nil), o.Hosts...)
+	sort.Strings(hosts)
+	for _, h := range hosts {
+		cfg.Auths[h] = DockerAuth{Username: o.Username, Password: o.Password, Auth: basic}
+	}
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Secret{
+		APIVersion: "v1",
+		Kind:       "Secret",
+		Metadata:   ObjectMeta{Name: name, Namespace: o.Namespace},
+		Type:       SecretType,
+		Data:       map[string][]byte{".dockerconfigjson": raw},
+	}
+	if !o.Expiry.IsZero() || o.Identity != "" {
+		s.Metadata.Annotations = map[string]string{}
+		if !o.Expiry.IsZero() {
+			s.Metadata.Annotations[AnnotationExpires] = o.Expiry.UTC().Format(time.RFC3339)
+		}
+		if o.Identity != "" {
+			s.Metadata.Annotations[AnnotationIdentity] = o.Identity
+		}
+	}
+	return s, nil
+}
+
+// Encode renders the Secret as "yaml" (the default) or "json".
+func (s *Secret) Encode(format string) ([]byte, error) {
+	switch format {
+	case "", "yaml":
+		return yaml.Marshal(s)
+	case "json":
+		b, err := json.MarshalIndent(s, "", "    ")
+		if err != nil {
+			return nil, err
+		}
+		return append(b, '\n'), nil
+	default:
+		return nil, fmt.Errorf("output format %q is not yaml or json", format)
+	}
+}
