@@ -1,0 +1,266 @@
+package keystore
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+func openFile(t *testing.T, dir string) Store {
+	t.Helper()
+	s, err := Open(context.Background(), Options{Backend: "file", Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestFileRoundTripAndModes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "store")
+	defer setUmask(0o022)()
+	s := openFile(t, dir)
+	ctx := context.Background()
+	if s.Kind() != "file" || !strings.Contains(s.Describe(), dir) {
+		t.Fatalf("Kind %q Describe %q", s.Kind(), s.Describe())
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		t.Fatalf("store dir mode %v, want 0700", fi.Mode().Perm())
+	}
+
+	keys := []string{"session/issuer.enforce.dev", "token/127.0.0.1:41234/cgr.dev", "pull/cgr.dev", ".", "..", "a@b-c_d",
+		strings.Repeat("/", 200), strings.Repeat("k", 200)}
+	for i, k := range keys {
+		v := []byte(fmt.Sprintf("value %d \x00\xff\n", i))
+		if err := s.Set(ctx, k, v); err != nil {
+			t.Fatalf("Set %q: %v", k, err)
+		}
+		got, err := s.Get(ctx, k)
+		if err != nil || !bytes.Equal(got, v) {
+			t.Fatalf("Get %q = %q, %v", k, got, err)
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != len(keys) {
+		t.Fatalf("%d files for %d keys", len(entries), len(keys))
+	}
+	for _, e := range entries {
+		fi, _ := e.Info()
+		if !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want a regular 0600 file", e.Name(), fi.Mode())
+		}
+	}
+
+	// Replace keeps the mode and the file count.
+	if err := s.Set(ctx, keys[0], []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Get(ctx, keys[0]); string(got) != "new" {
+		t.Fatalf("after replace: %q", got)
+	}
+	if entries2, _ := os.ReadDir(dir); len(entries2) != len(keys) {
+		t.Fatalf("replace left %d files, want %d", len(entries2), len(keys))
+	}
+
+	if _, err := s.Get(ctx, "missing/key"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get missing: %v", err)
+	}
+	if err := s.Delete(ctx, keys[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, keys[1]); err != nil {
+		t.Fatalf("second Delete: %v", err)
+	}
+	if _, err := s.Get(ctx, keys[1]); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get deleted: %v", err)
+	}
+}
+
+func TestFileExistingDirNotChmodded(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	openFile(t, dir)
+	fi, _ := os.Stat(dir)
+	if fi.Mode().Perm() != 0o750 {
+		t.Fatalf("existing dir mode changed to %v", fi.Mode().Perm())
+	}
+}
+
+func TestFileRejectsBadKeysAndValues(t *testing.T) {
+	s := openFile(t, t.TempDir())
+	ctx := context.Background()
+	for _, k := range []string{"", "a b", "../x", `a\b`, "a#1", strings.Repeat("k", 201), "é"} {
+		if k == "../x" {
+			continue // '.' and '/' are allowed; the escaped file name stays inside the dir
+		}
+		if err := s.Set(ctx, k, []byte("v")); err == nil {
+			t.Errorf("Set accepted key %q", k)
+		}
+	}
+	if err := s.Set(ctx, "../x", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(s.(*fileStore).dir), "x.secret")); err == nil {
+		t.Fatal("key escaped the store directory")
+	}
+	if err := s.Set(ctx, "big", make([]byte, maxValue+1)); err == nil {
+		t.Fatal("Set accepted a value over the limit")
+	}
+	if err := s.Set(ctx, "big", make([]byte, maxValue)); err != nil {
+		t.Fatalf("Set of maxValue bytes: %v", err)
+	}
+}
+
+func TestFileDeleteAllKeepsLocksAndState(t *testing.T) {
+	dir := t.TempDir()
+	s := openFile(t, dir)
+	ctx := context.Background()
+	for _, k := range []string{"a", "b/c", "d"} {
+		if err := s.Set(ctx, k, []byte(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unlock, err := Lock(ctx, dir, "refresh-x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	if err := os.WriteFile(filepath.Join(dir, noticeFile), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, tempPrefix+"123"), []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	if strings.Join(left, ",") != noticeFile+",refresh-x.lock" {
+		t.Fatalf("after DeleteAll: %v", left)
+	}
+	if _, err := s.Get(ctx, "a"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get after DeleteAll: %v", err)
+	}
+}
+
+func TestFileStrayTempFilesIgnored(t *testing.T) {
+	dir := t.TempDir()
+	s := openFile(t, dir)
+	ctx := context.Background()
+	// A writer killed between CreateTemp and rename leaves this; it is no key.
+	stray := filepath.Join(dir, tempPrefix+"999")
+	if err := os.WriteFile(stray, []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(ctx, "k"); err != nil || string(got) != "v" {
+		t.Fatalf("Get = %q, %v", got, err)
+	}
+	// Old strays are cleaned by the next Set.
+	past := time.Now().Add(-2 * staleTemp)
+	if err := os.Chtimes(stray, past, past); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set(ctx, "k", []byte("w")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stray); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("stale temp file not cleaned: %v", err)
+	}
+}
+
+// TestFileConcurrentProcesses runs several processes that Set/Get/Delete their own keys
+// and increment one shared counter under Lock: no write may be lost, no read torn.
+func TestFileConcurrentProcesses(t *testing.T) {
+	dir := t.TempDir()
+	const procs, n = 6, 60
+	var errs []error
+	type proc struct {
+		cmd *exec.Cmd
+		out *bytes.Buffer
+	}
+	var cmds []proc
+	for i := 0; i < procs; i++ {
+		c := helperCmd(t, "stress", "CGR_HELPER_DIR="+dir, fmt.Sprintf("CGR_HELPER_ID=p%d", i), fmt.Sprintf("CGR_HELPER_N=%d", n))
+		var out bytes.Buffer
+		c.Stdout, c.Stderr = &out, &out
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, proc{c, &out})
+	}
+	for i, c := range cmds {
+		if err := c.cmd.Wait(); err != nil {
+			errs = append(errs, fmt.Errorf("process %d: %v: %s", i, err, c.out))
+		}
+	}
+	if len(errs) > 0 {
+		t.Fatal(errors.Join(errs...))
+	}
+	s := openFile(t, dir)
+	v, err := s.Get(context.Background(), "shared/counter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := parseCounter(v); err != nil || c != procs*n {
+		t.Fatalf("counter = %d, %v; want %d (lost writes)", c, err, procs*n)
+	}
+}
+
+// TestFileWriterKilledMidWrite SIGKILLs a process that replaces a 64 KiB value in a loop,
+// at varying points; the key must always hold one whole value.
+func TestFileWriterKilledMidWrite(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("SIGKILL test is for unix")
+	}
+	dir := t.TempDir()
+	for round := 0; round < 8; round++ {
+		c := helperCmd(t, "writer", "CGR_HELPER_DIR="+dir)
+		stdout, err := c.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(stdout)
+		for i := 0; i <= round*3 && sc.Scan(); i++ {
+		}
+		_ = c.Process.Kill()
+		_ = c.Wait()
+		got, err := openFile(t, dir).Get(context.Background(), "victim")
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if !bytes.Equal(got, writerValue(0)) && !bytes.Equal(got, writerValue(1)) {
+			t.Fatalf("round %d: torn value of %d bytes", round, len(got))
+		}
+	}
+	if err := openFile(t, dir).DeleteAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("DeleteAll left %d files (temp files of killed writers?)", len(entries))
+	}
+}

@@ -1,0 +1,5 @@
+//go:build !unix
+
+package keystore
+
+func setUmask(int) (restore func()) { return func() {} }

@@ -1,0 +1,10 @@
+//go:build unix
+
+package keystore
+
+import "syscall"
+
+func setUmask(m int) (restore func()) {
+	old := syscall.Umask(m)
+	return func() { syscall.Umask(old) }
+}
