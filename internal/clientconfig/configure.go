@@ -56,21 +56,17 @@ type Change struct {
 
 // Line is the change as one line for stderr.
 func (c Change) Line() string {
-	who := ""
-	if c.Account != "" {
-		who = " [" + c.Account + "]"
-	}
 	if c.Action == Failed {
-		return fmt.Sprintf("%s%s: %s", c.Path, who, c.Error)
+		return fmt.Sprintf("%s: %s", c.Path, c.Error)
 	}
 	verb := string(c.Action)
 	if c.DryRun && c.Action != Unchanged {
 		verb = "would be " + verb
 	}
 	if c.summary == "" {
-		return fmt.Sprintf("%s (%s)%s: %s", c.Path, c.Client, who, verb)
+		return fmt.Sprintf("%s (%s): %s", c.Path, c.Client, verb)
 	}
-	return fmt.Sprintf("%s (%s)%s: %s: %s", c.Path, c.Client, who, verb, c.summary)
+	return fmt.Sprintf("%s (%s): %s: %s", c.Path, c.Client, verb, c.summary)
 }
 
 // Configure wires (or with Remove unwires) every target file of the account. A file that
