@@ -124,7 +124,7 @@ func (k *keychain) Get(ctx context.Context, key string) ([]byte, error) {
 	// A split value is read header first, then its parts. A concurrent Set may replace
 	// the header and delete the parts we are about to read; the checksum catches any
 	// mix, and we start over from the new header.
-	for attempt := 0; attempt < 3; attempt++ {
+	for attempt := 0; attempt < 5; attempt++ {
 		v, err := k.get(ctx, key)
 		if errors.Is(err, ErrNotFound) {
 			return nil, fmt.Errorf("%q: %w", key, ErrNotFound)

@@ -1,0 +1,156 @@
+//go:build linux || freebsd || openbsd || netbsd || dragonfly
+
+package keystore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+	"github.com/zalando/go-keyring"
+)
+
+// realKeyring skips unless scripts/with-keyring.sh provides a real Secret Service.
+func realKeyring(t testing.TB) {
+	t.Helper()
+	if os.Getenv("CGR_TEST_KEYRING") == "" {
+		t.Skip("no Secret Service: run under scripts/with-keyring.sh")
+	}
+}
+
+func openKeychainT(t testing.TB, timeout time.Duration) Store {
+	t.Helper()
+	s, err := Open(context.Background(), Options{Backend: "keychain", Dir: t.TempDir(), Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestRealKeychainRoundTrip(t *testing.T) {
+	realKeyring(t)
+	s := openKeychainT(t, 0)
+	if s.Kind() != "keychain" || !strings.Contains(s.Describe(), "Secret Service") {
+		t.Fatalf("Kind %q Describe %q", s.Kind(), s.Describe())
+	}
+	testStoreRoundTrip(t, s)
+}
+
+func TestRealKeychainPartsCleanedUp(t *testing.T) {
+	realKeyring(t)
+	s := openKeychainT(t, 0)
+	ctx := context.Background()
+	key := "test/parts"
+	if err := s.Set(ctx, key, bigValue(3*itemMax, 9)); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := keyring.Get(Service, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, ok := parseHeader(raw)
+	if !ok || h.parts != 3 {
+		t.Fatalf("stored header not a 3-part header (%d bytes)", len(raw))
+	}
+	if err := s.Set(ctx, key, []byte("small now")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= h.parts; i++ {
+		if _, err := keyring.Get(Service, partKey(key, h.gen, i)); !errors.Is(err, keyring.ErrNotFound) {
+			t.Fatalf("old part %d still there: %v", i, err)
+		}
+	}
+	if err := s.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRealKeychainAutoChoosesKeychain(t *testing.T) {
+	realKeyring(t)
+	var notice bytes.Buffer
+	s, err := Open(context.Background(), Options{Backend: "auto", Dir: t.TempDir(), Notice: &notice})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Kind() != "keychain" || notice.Len() != 0 {
+		t.Fatalf("auto with a keyring chose %s, notice %q", s.Describe(), notice.String())
+	}
+}
+
+// TestRealKeychainLocked locks the collection go-keyring uses: calls must fail with
+// ErrLocked within the deadline instead of waiting for an unlock prompt nobody answers.
+func TestRealKeychainLocked(t *testing.T) {
+	realKeyring(t)
+	ctx := context.Background()
+	s := openKeychainT(t, 500*time.Millisecond)
+	if err := s.Set(ctx, "test/locked", []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := dbus.SessionBus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := conn.Object(secretsName, secretsPath)
+	var locked []dbus.ObjectPath
+	var prompt dbus.ObjectPath
+	if err := svc.Call("org.freedesktop.Secret.Service.Lock", 0, []dbus.ObjectPath{defaultCollection}).Store(&locked, &prompt); err != nil {
+		t.Fatalf("locking the keyring: %v", err)
+	}
+	t.Cleanup(func() { unlockTestKeyring(t, conn) })
+	if !(secretService{}).locked(ctx) {
+		t.Fatal("the collection does not report itself locked")
+	}
+
+	if _, err := s.Get(ctx, "test/locked"); !errors.Is(err, ErrLocked) {
+		t.Fatalf("Get on a locked keyring: %v, want ErrLocked", err)
+	}
+	if err := s.Set(ctx, "test/locked", []byte("after")); !errors.Is(err, ErrLocked) {
+		t.Fatalf("Set on a locked keyring: %v, want ErrLocked", err)
+	}
+	// auto keeps the (locked) keychain: the user's secrets are in it, and the error says
+	// how to unlock it or opt out.
+	a, err := Open(ctx, Options{Backend: "auto", Dir: t.TempDir(), Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Kind() != "keychain" {
+		t.Fatalf("auto on a locked keyring chose %s", a.Describe())
+	}
+
+	unlockTestKeyring(t, conn)
+	got, err := s.Get(ctx, "test/locked")
+	if err != nil || string(got) != "before" {
+		t.Fatalf("after unlocking: %q, %v", got, err)
+	}
+	_ = s.Delete(ctx, "test/locked")
+}
+
+// unlockTestKeyring unlocks the throwaway keyring with its password, through
+// gnome-keyring's own interface (the standard Unlock would need a prompt).
+func unlockTestKeyring(t *testing.T, conn *dbus.Conn) {
+	t.Helper()
+	pw := os.Getenv("CGR_TEST_KEYRING_PASSWORD")
+	svc := conn.Object(secretsName, secretsPath)
+	var out dbus.Variant
+	var session dbus.ObjectPath
+	if err := svc.Call("org.freedesktop.Secret.Service.OpenSession", 0, "plain", dbus.MakeVariant("")).Store(&out, &session); err != nil {
+		t.Fatalf("open session: %v", err)
+	}
+	defer conn.Object(secretsName, session).Call("org.freedesktop.Secret.Session.Close", 0)
+	secret := struct {
+		Session     dbus.ObjectPath
+		Parameters  []byte
+		Value       []byte
+		ContentType string
+	}{session, []byte{}, []byte(pw), "text/plain"}
+	call := svc.Call("org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface.UnlockWithMasterPassword", 0,
+		dbus.ObjectPath(loginCollection), secret)
+	if call.Err != nil {
+		t.Fatalf("unlocking the test keyring: %v", call.Err)
+	}
+}
