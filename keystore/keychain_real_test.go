@@ -15,14 +15,6 @@ import (
 	"github.com/zalando/go-keyring"
 )
 
-// realKeyring skips unless scripts/with-keyring.sh provides a real Secret Service.
-func realKeyring(t testing.TB) {
-	t.Helper()
-	if os.Getenv("CGR_TEST_KEYRING") == "" {
-		t.Skip("no Secret Service: run under scripts/with-keyring.sh")
-	}
-}
-
 func openKeychainT(t testing.TB, timeout time.Duration) Store {
 	t.Helper()
 	s, err := Open(context.Background(), Options{Backend: "keychain", Dir: t.TempDir(), Timeout: timeout})

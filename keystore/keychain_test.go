@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -86,7 +87,7 @@ func (f *fakeKeyring) len() int {
 
 type fakeSystem struct{ isLocked bool }
 
-func (fakeSystem) describe() string                 { return "fake keychain" }
+func (fakeSystem) describe() string                  { return "fake keychain" }
 func (s fakeSystem) locked(ctx context.Context) bool { return s.isLocked }
 
 func fakeKeychain(f *fakeKeyring) *keychain {
@@ -281,5 +282,13 @@ func TestKeychainDeadline(t *testing.T) {
 	defer cancel()
 	if err := k.Delete(short, "k"); !errors.Is(err, ErrLocked) {
 		t.Fatalf("Delete with a short ctx: %v", err)
+	}
+}
+
+// realKeyring skips unless scripts/with-keyring.sh provides a real Secret Service.
+func realKeyring(t testing.TB) {
+	t.Helper()
+	if os.Getenv("CGR_TEST_KEYRING") == "" {
+		t.Skip("no Secret Service: run under scripts/with-keyring.sh")
 	}
 }

@@ -193,6 +193,9 @@ func helperSudo(ctx context.Context) int {
 	fmt.Printf("uid=%d\n", os.Getuid())
 	fmt.Printf("home=%s\n", os.Getenv("HOME"))
 	fmt.Printf("xdg_data_home=%s\n", os.Getenv("XDG_DATA_HOME"))
+	fmt.Printf("xdg_runtime_dir=%s\n", os.Getenv("XDG_RUNTIME_DIR"))
+	fmt.Printf("dbus=%s\n", os.Getenv("DBUS_SESSION_BUS_ADDRESS"))
+	fmt.Printf("cgr=%s\n", os.Getenv("CGR_KEEP_ME"))
 	dir := filepath.Join(os.Getenv("HOME"), ".local", "share", "docker-credential-cgr")
 	s, err := Open(ctx, Options{Backend: "file", Dir: dir})
 	if err != nil {
