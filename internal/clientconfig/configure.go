@@ -163,6 +163,8 @@ type Finding struct {
 	Host    string `json:"host,omitempty"`
 	Saw     string `json:"saw"`
 	Fix     string `json:"fix"`
+	// CredsStore names the global credsStore when that is the finding.
+	CredsStore string `json:"creds_store,omitempty"`
 }
 
 // Wiring is the state of one client for one account: the file that matters and what is wrong.
@@ -288,7 +290,7 @@ func inspectDockerFormat(a Account, c Client, path string, hosts []string, read 
 // credsStore first for "<host>/<repo>", so a login to a served host that it still holds may
 // answer instead of the helper. Doctor refines it by listing the store.
 func CredsStoreFinding(a Account, c Client, path, store string, hosts []string) Finding {
-	return Finding{Level: Warn, Account: a.Name, Client: c, Path: path,
+	return Finding{Level: Warn, Account: a.Name, Client: c, Path: path, CredsStore: store,
 		Saw: fmt.Sprintf("credsStore %q is the default store; crane, ko and cosign ask it for %s/<repo> before credHelpers; if it still holds an old login for %s, that login answers", store, hosts[0], strings.Join(hosts, ", ")),
 		Fix: fmt.Sprintf("printf %%s %s | docker-credential-%s erase", hosts[0], store)}
 }
