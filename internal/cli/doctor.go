@@ -1,0 +1,145 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/clientconfig"
+	"github.com/cgrtools/docker-credential-cgr/internal/doctor"
+)
+
+var (
+	doctorMu     sync.Mutex
+	doctorExtras []func(a *App, image string) []doctor.Check
+)
+
+// registerDoctorChecks adds checks to `doctor` (session, pull tokens, clock skew, ...),
+// from another file's init(), after the standard ones and before the --image check.
+func registerDoctorChecks(f func(a *App, image string) []doctor.Check) {
+	doctorMu.Lock()
+	defer doctorMu.Unlock()
+	doctorExtras = append(doctorExtras, f)
+}
+
+// errDoctorFailed: the report says what failed; the exit status is 1 and nothing more is printed.
+var errDoctorFailed = errors.New("doctor found problems")
+
+func init() {
+	register("doctor", func(a *App) *cobra.Command {
+		var asJSON bool
+		var output, image string
+		cmd := &cobra.Command{
+			Use:   "doctor [--json] [--image REF]",
+			Short: "Check everything a pull depends on and say what to run when something is wrong",
+			Long: `Check that the helper is on PATH (and on root's secure_path under sudo), that Docker,
+containers (podman, skopeo, buildah) and helm send every served host to it and nothing shadows
+it (a static secret in "auths", a file read earlier, a credsStore), that the secret store
+answers, and the login session and pull tokens. With --image, request a real registry token for
+that image with the credential the helper gives, and say why the registry refuses it.
+
+Each line says what was seen and, when something is wrong, the command that fixes it.
+Exit status 1 when anything failed.`,
+			Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				switch output {
+				case "", "text":
+				case "json":
+					asJSON = true
+				default:
+					return &UsageError{fmt.Errorf("-o %q: use json or text", output)}
+				}
+				if image != "" {
+					if _, _, err := doctor.SplitImage(image); err != nil {
+						return &UsageError{err}
+					}
+				}
+				exe, _ := os.Executable()
+				env := doctor.Env{Settings: a.Settings, Getenv: a.Getenv, Executable: exe}
+				checks := doctor.Standard(env)
+				doctorMu.Lock()
+				for _, f := range doctorExtras {
+					checks = append(checks, f(a, image)...)
+				}
+				doctorMu.Unlock()
+				if image != "" {
+					checks = append(checks, doctor.ImageCheck(doctor.ImageOptions{
+						Ref:         image,
+						Hosts:       a.Settings.Registries,
+						Credentials: helperCredentials(a, exe),
+						HTTP:        &http.Client{Timeout: 20 * time.Second},
+					}))
+				}
+				ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
+				defer cancel()
+				r := doctor.Run(ctx, checks)
+				if asJSON {
+					if err := r.WriteJSON(a.Stdout); err != nil {
+						return err
+					}
+				} else {
+					r.WriteText(a.Stdout)
+				}
+				if !r.OK {
+					return errDoctorFailed
+				}
+				return nil
+			},
+		}
+		cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+		cmd.Flags().StringVarP(&output, "output", "o", "", "output format: text or json")
+		cmd.Flags().StringVar(&image, "image", "", "also request a registry token for this image, e.g. cgr.dev/<org>/<image>:latest")
+		return cmd
+	})
+}
+
+// helperCredentials asks the helper for a host's credential exactly as a client does: it runs
+// docker-credential-cgr from PATH (this program when it is not there) with `get`, under the
+// same settings as this run.
+func helperCredentials(a *App, exe string) doctor.Credentials {
+	return func(ctx context.Context, host string) (string, string, error) {
+		bin, ok := clientconfig.LookPath(clientconfig.HelperBinary, a.Getenv("PATH"))
+		if !ok {
+			bin = exe
+		}
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		c := exec.CommandContext(ctx, bin, "get")
+		c.Stdin = strings.NewReader(host)
+		c.Env = append(os.Environ(),
+			"CGR_REGISTRY="+strings.Join(a.Settings.Registries, ","),
+			"CGR_ISSUER="+a.Settings.Issuer,
+			"CGR_API="+a.Settings.API,
+			"CGR_STORE="+a.Settings.Store,
+			"CGR_AUTO_LOGIN=false")
+		var out bytes.Buffer
+		c.Stdout = &out
+		c.Stderr = a.Stderr
+		err := c.Run()
+		line := strings.TrimSpace(out.String())
+		if err != nil {
+			if strings.Contains(line, "credentials not found") {
+				return "", "", nil
+			}
+			if line == "" {
+				line = err.Error()
+			}
+			return "", "", errors.New(line)
+		}
+		var cr struct{ Username, Secret string }
+		if err := json.Unmarshal(out.Bytes(), &cr); err != nil {
+			return "", "", fmt.Errorf("%s get: answer is not JSON", bin)
+		}
+		return cr.Username, cr.Secret, nil
+	}
+}
