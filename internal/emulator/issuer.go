@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -211,7 +212,10 @@ func (e *Emulator) handleDeviceCode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := &deviceState{deviceCode: randHex(20), clientID: r.PostForm.Get("client_id"), created: e.now()}
-	b := []byte(randHex(8))
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
 	for i := range b {
 		b[i] = userCodeAlphabet[int(b[i])%len(userCodeAlphabet)]
 	}

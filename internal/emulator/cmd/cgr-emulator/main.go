@@ -1,0 +1,78 @@
+// Command cgr-emulator serves the cgr.dev emulator for the demo and manual
+// tests, or (`cgr-emulator browse URL`) acts as a browser for BROWSER=.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/emulator"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "browse" {
+		// BROWSER may be called with extra arguments; the URL is the last one.
+		if len(args) < 2 {
+			fmt.Fprintln(stderr, "usage: cgr-emulator browse URL")
+			return 2
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := emulator.Browse(ctx, args[len(args)-1]); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		return 0
+	}
+
+	fs := flag.NewFlagSet("cgr-emulator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	envFile := fs.String("env-file", "", "also write the environment lines to this file")
+	tokenTTL := fs.Duration("token-ttl", 0, "Chainguard token lifetime (default 1h)")
+	refreshTTL := fs.Duration("refresh-ttl", 0, "refresh token lifetime (default 720h)")
+	registryTTL := fs.Duration("registry-token-ttl", 0, "registry token lifetime (default 5m)")
+	deviceInterval := fs.Duration("device-interval", 0, "device flow poll interval (default 1s)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintf(stderr, "cgr-emulator: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	e, err := emulator.Start(emulator.Options{
+		TokenTTL: *tokenTTL, RefreshTTL: *refreshTTL, RegistryTokenTTL: *registryTTL, DeviceInterval: *deviceInterval,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "cgr-emulator: %v\n", err)
+		return 1
+	}
+	defer e.Close()
+
+	var b strings.Builder
+	for _, kv := range e.Env() {
+		fmt.Fprintf(&b, "export %s\n", kv)
+	}
+	if *envFile != "" {
+		if err := os.WriteFile(*envFile, []byte(b.String()), 0o600); err != nil {
+			fmt.Fprintf(stderr, "cgr-emulator: %v\n", err)
+			return 1
+		}
+	}
+	fmt.Fprint(stdout, b.String())
+	fmt.Fprintf(stderr, "cgr-emulator: org %s (%s), user %s; public %s, private %s; Ctrl-C to stop\n",
+		e.Org().Name, e.Org().ID, e.User().Email, e.PublicImage(), e.PrivateImage())
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	return 0
+}
