@@ -1,0 +1,247 @@
+package doctor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/clientconfig"
+	"github.com/cgrtools/docker-credential-cgr/internal/config"
+	"github.com/cgrtools/docker-credential-cgr/internal/emulator"
+	"github.com/cgrtools/docker-credential-cgr/keystore"
+)
+
+func TestRunGradesAndKeepsOrder(t *testing.T) {
+	checks := []Check{
+		NewCheck("a", func(context.Context) []Result { return []Result{{Status: OK, Saw: "fine"}} }),
+		NewCheck("b", func(context.Context) []Result {
+			return []Result{{Status: Warn, Saw: "soon"}, {Check: "b/2", Status: Skip, Saw: "n/a"}}
+		}),
+		NewCheck("c", func(context.Context) []Result { panic("boom") }),
+	}
+	r := Run(context.Background(), checks)
+	if r.OK || len(r.Results) != 4 {
+		t.Fatalf("%+v", r)
+	}
+	want := []string{"a ok", "b warn", "b/2 skip", "c fail"}
+	for i, res := range r.Results {
+		if got := res.Check + " " + string(res.Status); got != want[i] {
+			t.Errorf("result %d: %s, want %s", i, got, want[i])
+		}
+	}
+	var text, js bytes.Buffer
+	r.WriteText(&text)
+	if !strings.Contains(text.String(), "1 ok, 1 warn, 1 fail, 1 skipped") {
+		t.Errorf("text:\n%s", text.String())
+	}
+	if err := r.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || back.OK || len(back.Results) != 4 {
+		t.Errorf("json round trip: %v %+v", err, back)
+	}
+	if r := Run(context.Background(), checks[:2]); !r.OK {
+		t.Error("warn and skip must not fail the run")
+	}
+}
+
+// fakeStore is a keystore.Store whose reads fail with err.
+type fakeStore struct{ err error }
+
+func (f fakeStore) Get(context.Context, string) ([]byte, error) { return nil, f.err }
+func (fakeStore) Set(context.Context, string, []byte) error     { return nil }
+func (fakeStore) Delete(context.Context, string) error          { return nil }
+func (fakeStore) DeleteAll(context.Context) error               { return nil }
+func (fakeStore) Describe() string                              { return "fake keychain" }
+func (fakeStore) Kind() string                                  { return "keychain" }
+
+func TestStandardChecks(t *testing.T) {
+	home := t.TempDir()
+	bin := filepath.Join(home, "bin")
+	os.MkdirAll(bin, 0o755)
+	os.WriteFile(filepath.Join(bin, clientconfig.HelperBinary), []byte("#!/bin/sh\n"), 0o755)
+	envm := map[string]string{"HOME": home, "PATH": bin, "XDG_RUNTIME_DIR": filepath.Join(home, "run")}
+	getenv := func(k string) string { return envm[k] }
+	acct := clientconfig.Account{Name: "t", UID: -1, GID: -1, Home: home, Getenv: getenv, GOOS: "linux"}
+	hosts := []string{"cgr.dev"}
+	notSudo := false
+	env := Env{
+		Settings: config.Settings{Registries: hosts, Store: "auto", StoreDir: filepath.Join(home, "store")},
+		Getenv:   getenv, Accounts: []clientconfig.Account{acct}, Sudo: &notSudo,
+		OpenStore: func(context.Context) (keystore.Store, error) { return fakeStore{keystore.ErrNotFound}, nil },
+		ListStore: func(_ context.Context, name string) (map[string]string, error) {
+			return map[string]string{"https://cgr.dev": "_token", "ghcr.io": "me"}, nil
+		},
+	}
+	statuses := func() map[string]Status {
+		m := map[string]Status{}
+		for _, r := range Run(context.Background(), Standard(env)).Results {
+			if m[r.Check] != Fail {
+				m[r.Check] = r.Status
+			}
+		}
+		return m
+	}
+	// Nothing configured: every client fails, the helper and store are fine.
+	got := statuses()
+	for _, c := range []string{"docker config", "containers config", "helm config"} {
+		if got[c] != Fail {
+			t.Errorf("unwired %s: %s", c, got[c])
+		}
+	}
+	if got["helper on your PATH"] != OK || got["secret store"] != OK {
+		t.Errorf("%v", got)
+	}
+	// Configure fixes the clients; a credsStore that still holds a cgr.dev login warns.
+	for _, c := range clientconfig.Configure(acct, clientconfig.Options{Hosts: hosts}) {
+		if c.Action == clientconfig.Failed {
+			t.Fatal(c.Line())
+		}
+	}
+	dockerCfg := filepath.Join(home, ".docker", "config.json")
+	b, _ := os.ReadFile(dockerCfg)
+	os.WriteFile(dockerCfg, bytes.Replace(b, []byte("{"), []byte(`{"credsStore": "desktop",`), 1), 0o600)
+	r := Run(context.Background(), Standard(env))
+	if !r.OK {
+		t.Fatalf("after configure: %+v", r.Results)
+	}
+	var warned bool
+	for _, res := range r.Results {
+		if res.Check == "docker config" && res.Status == Warn {
+			warned = strings.Contains(res.Saw, "still holds a login for https://cgr.dev") &&
+				res.Fix == "printf %s https://cgr.dev | docker-credential-desktop erase"
+		}
+	}
+	if !warned {
+		t.Errorf("no credsStore warning: %+v", r.Results)
+	}
+	// A locked keychain fails with a fix.
+	env.OpenStore = func(context.Context) (keystore.Store, error) { return fakeStore{fmt.Errorf("x: %w", keystore.ErrLocked)}, nil }
+	for _, res := range Run(context.Background(), []Check{StoreCheck(env)}).Results {
+		if res.Status != Fail || !strings.Contains(res.Fix, "CGR_STORE=file") {
+			t.Errorf("locked: %+v", res)
+		}
+	}
+	// A helper missing from PATH fails with the install command.
+	envm["PATH"] = home
+	env.Executable = "/opt/x/" + clientconfig.HelperBinary
+	res := Run(context.Background(), []Check{HelperCheck(env)}).Results[0]
+	if res.Status != Fail || res.Fix != "sudo install -m 0755 /opt/x/docker-credential-cgr /usr/local/bin/docker-credential-cgr" {
+		t.Errorf("missing helper: %+v", res)
+	}
+}
+
+func TestProbeImageAgainstEmulator(t *testing.T) {
+	e, err := emulator.Start(emulator.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	host := e.RegistryHost()
+	org := e.Org()
+	other := e.AddOrg("other.example")
+	stranger := e.AddUser("stranger@other.example", other)
+	ident := e.AddAssumableIdentity(other, "https://token.actions.githubusercontent.com", "repo:x/y:ref:refs/heads/main", "")
+	private := strings.TrimPrefix(e.PrivateImage(), host+"/")
+	user := e.MintToken(e.User().ID, "cgr.dev")
+
+	tests := []struct {
+		name, repo, username, secret string
+		status                       Status
+		step                         string
+		cause, fix                   []string
+	}{
+		{name: "public, anonymous", repo: "chainguard/static:latest", status: OK, step: "manifest", cause: []string{"can be pulled (anonymously)"}},
+		{name: "private, anonymous", repo: private, status: Fail, step: "token", cause: []string{"is private", "no credential"}, fix: []string{"docker-credential-cgr login"}},
+		{name: "private, member", repo: private, username: "_token", secret: user, status: OK, step: "manifest"},
+		{name: "private, another org's user", repo: private, username: "_token", secret: e.MintToken(stranger.ID, "cgr.dev"), status: Fail, step: "token",
+			cause: []string{"not a member of org \"" + org.Name + "\""}, fix: []string{"login --org " + org.Name}},
+		{name: "private, another org's identity", repo: private, username: "_token", secret: e.MintToken(ident, "cgr.dev"), status: Fail, step: "token",
+			cause: []string{"belongs to org " + other.ID, "image to org \"" + org.Name + "\""}},
+		{name: "unknown org", repo: "no-such-org.example/app:latest", username: "_token", secret: user, status: Fail, step: "token",
+			cause: []string{"the org \"no-such-org.example\" in the image path does not exist"}},
+		{name: "no such repository", repo: org.Name + "/nope:latest", username: "_token", secret: user, status: Fail, step: "manifest",
+			cause: []string{"does not exist"}},
+		{name: "malformed token", repo: private, username: "_token", secret: "not-a-jwt", status: Fail, step: "token",
+			cause: []string{"refused"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := ProbeImage(context.Background(), host, tt.repo, tt.username, tt.secret, &http.Client{Timeout: 10 * time.Second})
+			if p.Status != tt.status || p.Step != tt.step {
+				t.Fatalf("%+v", p)
+			}
+			for _, c := range tt.cause {
+				if !strings.Contains(p.Cause, c) {
+					t.Errorf("cause %q lacks %q", p.Cause, c)
+				}
+			}
+			for _, f := range tt.fix {
+				if !strings.Contains(p.Fix, f) {
+					t.Errorf("fix %q lacks %q", p.Fix, f)
+				}
+			}
+			if tt.secret != "" && strings.Contains(p.Cause+p.Fix+p.Message, tt.secret) {
+				t.Error("the secret leaked into the probe")
+			}
+		})
+	}
+
+	// Through ImageCheck, with an expired credential from the helper.
+	e.Clock().Advance(2 * time.Hour)
+	c := ImageCheck(ImageOptions{Ref: e.PrivateImage(), Hosts: []string{host},
+		Credentials: func(context.Context, string) (string, string, error) { return "_token", user, nil }})
+	res := Run(context.Background(), []Check{c}).Results[0]
+	if res.Status != Fail || !strings.Contains(res.Saw, "token with a Chainguard token") || !strings.Contains(res.Saw, "[403 FORBIDDEN]") {
+		t.Errorf("expired: %+v", res)
+	}
+	c = ImageCheck(ImageOptions{Ref: "docker.io/library/alpine", Hosts: []string{host}})
+	if res := Run(context.Background(), []Check{c}).Results[0]; res.Status != Fail || !strings.Contains(res.Fix, "CGR_REGISTRY=") {
+		t.Errorf("foreign host: %+v", res)
+	}
+	c = ImageCheck(ImageOptions{Ref: e.PrivateImage(), Hosts: []string{host},
+		Credentials: func(context.Context, string) (string, string, error) {
+			return "", "", errors.New("your cgr.dev session expired; run `docker-credential-cgr login`")
+		}})
+	if res := Run(context.Background(), []Check{c}).Results[0]; res.Status != Fail || !strings.Contains(res.Saw, "session expired") {
+		t.Errorf("helper error: %+v", res)
+	}
+}
+
+// An expired pull token is a 400 from /token during a pull (PROTOCOL.md section 7).
+func TestProbeExpiredPullToken(t *testing.T) {
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v2/":
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="%s/token",service="cgr.dev"`, srv.URL))
+			w.WriteHeader(http.StatusUnauthorized)
+		case "/token":
+			if r.URL.Query().Get("scope") != "repository:acme.example/app:pull" || r.URL.Query().Get("service") != "cgr.dev" {
+				t.Errorf("token query %s", r.URL.RawQuery)
+			}
+			if u, _, ok := r.BasicAuth(); !ok || u != "0123456789012345678901234567890123456789/0123456789abcdef" {
+				t.Errorf("basic auth user %q", u)
+			}
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"errors":[{"code":"BAD_REQUEST","message":"rpc error: code = InvalidArgument desc = this identity's keys have expired"}]}`))
+		}
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	p := ProbeImage(context.Background(), host, "acme.example/app", "0123456789012345678901234567890123456789/0123456789abcdef", "jwt", srv.Client())
+	if p.Status != Fail || !strings.Contains(p.Cause, "pull token has expired") || !strings.Contains(p.Fix, "pull-token create --save") ||
+		p.TokenOrg != "0123456789012345678901234567890123456789" {
+		t.Errorf("%+v", p)
+	}
+}
