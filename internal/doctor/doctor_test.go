@@ -126,7 +126,9 @@ func TestStandardChecks(t *testing.T) {
 		t.Errorf("no credsStore warning: %+v", r.Results)
 	}
 	// A locked keychain fails with a fix.
-	env.OpenStore = func(context.Context) (keystore.Store, error) { return fakeStore{fmt.Errorf("x: %w", keystore.ErrLocked)}, nil }
+	env.OpenStore = func(context.Context) (keystore.Store, error) {
+		return fakeStore{fmt.Errorf("x: %w", keystore.ErrLocked)}, nil
+	}
 	for _, res := range Run(context.Background(), []Check{StoreCheck(env)}).Results {
 		if res.Status != Fail || !strings.Contains(res.Fix, "CGR_STORE=file") {
 			t.Errorf("locked: %+v", res)
