@@ -352,7 +352,7 @@ func deviceLogin(ctx context.Context, d Deps, o LoginOptions) (*sessionRecord, *
 		fmt.Fprintf(stderr, "Or open %s\n", da.VerificationURIComplete)
 	}
 	fmt.Fprintln(stderr, "Waiting for approval…")
-	idToken, err := pollDevice(ctx, d, cfg, da)
+	idToken, err := pollDevice(ctx, d, cfg, da, stsSleep)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -376,7 +376,8 @@ func deviceLogin(ctx context.Context, d Deps, o LoginOptions) (*sessionRecord, *
 // denies, or the code expires. Hand-written rather than oauth2.Config.DeviceAccessToken: the
 // issuer's answer carries an id_token and may have no access_token (which x/oauth2 rejects),
 // and the interval may be fractional in tests.
-func pollDevice(ctx context.Context, d Deps, cfg *oauth2.Config, da *oauth2.DeviceAuthResponse) (string, error) {
+// wait sleeps between polls (injected so tests need not).
+func pollDevice(ctx context.Context, d Deps, cfg *oauth2.Config, da *oauth2.DeviceAuthResponse, wait func(context.Context, time.Duration) error) (string, error) {
 	if !da.Expiry.IsZero() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, da.Expiry)
@@ -392,7 +393,7 @@ func pollDevice(ctx context.Context, d Deps, cfg *oauth2.Config, da *oauth2.Devi
 		"device_code": {da.DeviceCode},
 	}
 	for {
-		if err := stsSleep(ctx, interval); err != nil {
+		if err := wait(ctx, interval); err != nil {
 			return "", fmt.Errorf("device login: the code expired before it was approved: %w", err)
 		}
 		idTok, code, err := devicePollOnce(ctx, d, cfg.Endpoint.TokenURL, form)

@@ -29,6 +29,10 @@ var ErrNotCacheable = errors.New("not a cacheable token")
 // even when the issuer is unreachable, so a pull never starts with a token about to die.
 const expiryMargin = 10 * time.Second
 
+// usableRenewTimeout bounds a refresh when the cached token, though not fresh, is still
+// usable and would be served if the issuer does not answer.
+const usableRenewTimeout = 5 * time.Second
+
 // sessionTimeout bounds one Token call when the caller's ctx has no deadline.
 const sessionTimeout = 45 * time.Second
 
@@ -272,7 +276,14 @@ func (s *Session) renewLocked(ctx context.Context, aud string) (*Token, error) {
 		return nil, storeFixable(err)
 	}
 
-	res, err := s.renew(ctx, sess, aud)
+	rctx := ctx
+	if s.usable(tok, rec) {
+		// A usable token is at hand: do not let a dead issuer hold the pull for long.
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithTimeout(ctx, usableRenewTimeout)
+		defer cancel()
+	}
+	res, err := s.renew(rctx, sess, aud)
 	if err != nil {
 		if isTransient(err) && s.usable(tok, rec) {
 			fmt.Fprintf(depStderr(s.d), "warning: %v; using the cached token (expires %s)\n", err, sessTime(tok.Expiry))
