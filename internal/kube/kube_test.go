@@ -454,4 +454,3 @@ func TestImageHost(t *testing.T) {
 		}
 	}
 }
-
