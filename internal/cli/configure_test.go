@@ -1,0 +1,85 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/clientconfig"
+	"github.com/cgrtools/docker-credential-cgr/internal/doctor"
+)
+
+// configureEnv is a user with a temp home, no sudo, the helper on PATH and a file store.
+func configureEnv(t *testing.T) (map[string]string, string) {
+	t.Helper()
+	home := t.TempDir()
+	bin := filepath.Join(home, "bin")
+	os.MkdirAll(bin, 0o755)
+	os.WriteFile(filepath.Join(bin, clientconfig.HelperBinary), []byte("#!/bin/sh\n"), 0o755)
+	return map[string]string{
+		"HOME": home, "PATH": bin, "XDG_RUNTIME_DIR": filepath.Join(home, "run"),
+		"CGR_REGISTRY": "cgr.dev,127.0.0.1:5000", "CGR_STORE": "file",
+	}, home
+}
+
+func execCLI(env map[string]string, args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	a := &App{Getenv: func(k string) string { return env[k] }, Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb}
+	code = Execute(context.Background(), a, args)
+	return code, out.String(), errb.String()
+}
+
+func TestConfigureCommand(t *testing.T) {
+	env, home := configureEnv(t)
+	docker := filepath.Join(home, ".docker", "config.json")
+
+	code, _, stderr := execCLI(env, "configure")
+	if code != 0 || strings.Count(stderr, "created: added cgr.dev, 127.0.0.1:5000") != 3 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	code, _, stderr = execCLI(env, "configure", "--docker")
+	if code != 0 || strings.TrimSpace(stderr) != docker+" (docker): unchanged" {
+		t.Fatalf("second run: exit %d\n%s", code, stderr)
+	}
+	code, stdout, _ := execCLI(env, "configure", "--json", "--remove", "--helm")
+	var r configureReport
+	if code != 0 || json.Unmarshal([]byte(stdout), &r) != nil || len(r.Changes) != 1 || len(r.Changes[0].Removed) != 2 {
+		t.Fatalf("--remove --json: exit %d\n%s", code, stdout)
+	}
+	if code, _, _ := execCLI(env, "configure", "--remove", "--fix-shadowing"); code != 2 {
+		t.Errorf("conflicting flags: exit %d, want 2", code)
+	}
+
+	os.WriteFile(docker, []byte("{\"auths\": {,}}"), 0o600)
+	code, _, stderr = execCLI(env, "configure", "--docker")
+	if code != 1 || !strings.Contains(stderr, "invalid JSON at line 1, column 12") || !strings.Contains(stderr, "left untouched") {
+		t.Fatalf("malformed: exit %d\n%s", code, stderr)
+	}
+	if b, _ := os.ReadFile(docker); string(b) != "{\"auths\": {,}}" {
+		t.Errorf("malformed file changed: %s", b)
+	}
+}
+
+func TestDoctorCommand(t *testing.T) {
+	env, _ := configureEnv(t)
+	code, stdout, _ := execCLI(env, "doctor", "--json")
+	var r doctor.Report
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("doctor --json: %v\n%s", err, stdout)
+	}
+	if code != 1 || r.OK {
+		t.Fatalf("unwired: exit %d, report %+v", code, r)
+	}
+	execCLI(env, "configure")
+	code, stdout, stderr := execCLI(env, "doctor")
+	if code != 0 || !strings.Contains(stdout, "0 fail") {
+		t.Fatalf("after configure: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if code, _, _ := execCLI(env, "doctor", "--image", "alpine"); code != 2 {
+		t.Errorf("--image without a registry: exit %d, want 2", code)
+	}
+}
