@@ -89,8 +89,8 @@ func (k *keychain) del(ctx context.Context, user string) error {
 	return err
 }
 
-// lockedErr is what a locked keychain reports, with the way out.
-var lockedErr = fmt.Errorf("%w; unlock it (e.g. log in to the desktop) or set CGR_STORE=file", ErrLocked)
+// errLockedFix is what a locked keychain reports, with the way out.
+var errLockedFix = fmt.Errorf("%w; unlock it (e.g. log in to the desktop) or set CGR_STORE=file", ErrLocked)
 
 func (k *keychain) mapErr(ctx context.Context, err error) error {
 	switch {
@@ -106,7 +106,7 @@ func (k *keychain) mapErr(ctx context.Context, err error) error {
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 500*time.Millisecond)
 	defer cancel()
 	if k.sys.locked(lctx) {
-		return lockedErr
+		return errLockedFix
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("%w: %s did not answer in time", ErrUnavailable, k.sys.describe())
