@@ -3,6 +3,8 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -25,7 +27,8 @@ the URL is always printed on stderr, so you can open it yourself.
                   device (OAuth device flow), then wait for approval
   --identity ID   log in as an assumable identity (CI, workloads), no browser: the OIDC token
                   given with --identity-token (a token, or better a path to one, read again at
-                  every renewal because it rotates) is exchanged at the issuer. On GitHub
+                  every renewal because it rotates; "-" reads it from stdin, so that it never
+                  shows in argv) is exchanged at the issuer. On GitHub
                   Actions the job's OIDC token is used when --identity-token is not given.
   --org NAME      the organization (name or id) to log in with (its identity provider)
 
@@ -43,6 +46,16 @@ Exits 0 only once the session is stored.`,
 				}
 				if o.Identity != "" && !token.ValidIdentityID(o.Identity) {
 					return &UsageError{fmt.Errorf("--identity %q is not an identity id (<40 hex>/<16 hex>)", o.Identity)}
+				}
+				if o.IdentityToken == "-" {
+					// Read from stdin, so the token never shows in argv.
+					b, err := io.ReadAll(io.LimitReader(a.Stdin, 64<<10))
+					if err != nil {
+						return fmt.Errorf("reading the identity token from stdin: %w", err)
+					}
+					if o.IdentityToken = strings.TrimSpace(string(b)); o.IdentityToken == "" {
+						return &UsageError{errors.New("--identity-token -: nothing on stdin")}
+					}
 				}
 				ctx := cmd.Context()
 				d, err := a.Deps(ctx)
@@ -70,7 +83,7 @@ Exits 0 only once the session is stored.`,
 		f := cmd.Flags()
 		f.BoolVar(&o.Headless, "headless", false, "log in with a device code instead of a local browser")
 		f.StringVar(&o.Identity, "identity", "", "assumable identity id to log in as (no browser)")
-		f.StringVar(&o.IdentityToken, "identity-token", "", "OIDC token for --identity, or a path to a file holding it")
+		f.StringVar(&o.IdentityToken, "identity-token", "", "OIDC token for --identity, a path to a file holding it, or - for stdin")
 		f.StringVar(&o.Org, "org", "", "organization name or id to log in with")
 		return cmd
 	})

@@ -154,7 +154,7 @@ func printStatus(w io.Writer, r statusReport, now time.Time) {
 			if i == 0 {
 				label = "Cached tokens:"
 			}
-			fmt.Fprintf(tw, "%s\t%s: %s\n", label, t.Audience, when(t.Expiry, now))
+			fmt.Fprintf(tw, "%s\t%s, expires %s\n", label, t.Audience, when(t.Expiry, now))
 		}
 	}
 	if r.WorkloadIdentity != "" {
@@ -172,18 +172,18 @@ func printStatus(w io.Writer, r statusReport, now time.Time) {
 		if p.Name != "" {
 			extra = append(extra, "name "+p.Name)
 		}
-		fmt.Fprintf(tw, "%s\t%s: %s (%s)\n", label, p.Host, when(p.Expiry, now), strings.Join(extra, ", "))
+		fmt.Fprintf(tw, "%s\t%s, expires %s (%s)\n", label, p.Host, when(p.Expiry, now), strings.Join(extra, ", "))
 	}
 }
 
-// when says when t is, relative to now: "expires 2026-11-26 21:00 UTC (in 59m)".
+// when says when t is, relative to now: "2026-11-26 21:00 UTC (in 59m)".
 func when(t, now time.Time) string {
 	abs := t.UTC().Format("2006-01-02 15:04 UTC")
 	d := t.Sub(now)
 	if d <= 0 {
-		return fmt.Sprintf("EXPIRED at %s (%s ago)", abs, roughDuration(-d))
+		return fmt.Sprintf("%s (EXPIRED %s ago)", abs, roughDuration(-d))
 	}
-	return fmt.Sprintf("expires %s (in %s)", abs, roughDuration(d))
+	return fmt.Sprintf("%s (in %s)", abs, roughDuration(d))
 }
 
 func roughDuration(d time.Duration) string {
