@@ -1,0 +1,308 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"sigs.k8s.io/yaml"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/config"
+	"github.com/cgrtools/docker-credential-cgr/internal/emulator"
+	"github.com/cgrtools/docker-credential-cgr/keystore"
+	"github.com/cgrtools/docker-credential-cgr/token"
+)
+
+// ptEnv runs user commands in process against an emulator and a real file store.
+type ptEnv struct {
+	t   *testing.T
+	emu *emulator.Emulator
+	env map[string]string
+}
+
+func newPTEnv(t *testing.T) *ptEnv {
+	t.Helper()
+	emu, err := emulator.Start(emulator.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emu.Close)
+	env := map[string]string{"HOME": t.TempDir(), "CGR_STORE": "file"}
+	for _, kv := range emu.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	return &ptEnv{t: t, emu: emu, env: env}
+}
+
+func (e *ptEnv) newDeps(stderr *bytes.Buffer) func(context.Context, config.Settings) (token.Deps, error) {
+	return func(ctx context.Context, s config.Settings) (token.Deps, error) {
+		st, err := keystore.Open(ctx, keystore.Options{Backend: "file", Dir: s.StoreDir})
+		if err != nil {
+			return token.Deps{}, err
+		}
+		return token.Deps{
+			Settings: s, Store: st, HTTP: &http.Client{Timeout: 10 * time.Second}, Clock: e.emu.Clock(),
+			Stderr: stderr, Rand: rand.Reader, OpenBrowser: e.emu.Browse,
+		}, nil
+	}
+}
+
+// run executes one command line; it returns stdout, stderr and the exit status.
+func (e *ptEnv) run(stdin string, args ...string) (string, string, int) {
+	e.t.Helper()
+	var out, errb bytes.Buffer
+	a := &App{Getenv: func(k string) string { return e.env[k] }, Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb}
+	a.NewDeps = e.newDeps(&errb)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	code := Execute(ctx, a, args)
+	return out.String(), errb.String(), code
+}
+
+// deps are the dependencies a command of this environment sees.
+func (e *ptEnv) deps() token.Deps {
+	e.t.Helper()
+	s, err := config.Load(func(k string) string { return e.env[k] }, config.Flags{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	d, err := e.newDeps(&bytes.Buffer{})(context.Background(), s)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return d
+}
+
+func (e *ptEnv) login() {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := token.Login(ctx, e.deps(), token.LoginOptions{}); err != nil {
+		e.t.Fatalf("login: %v", err)
+	}
+}
+
+func (e *ptEnv) pull(user, pass string) error {
+	ref, err := name.ParseReference(e.emu.PrivateImage(), name.Insecure)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = remote.Image(ref, remote.WithContext(ctx), remote.WithAuth(&authn.Basic{Username: user, Password: pass}))
+	return err
+}
+
+func TestPullTokenCommands(t *testing.T) {
+	e := newPTEnv(t)
+	host := e.emu.RegistryHost()
+
+	out, errs, code := e.run("", "pull-token", "create")
+	if code != 1 || !strings.Contains(errs, "docker-credential-cgr login") {
+		t.Fatalf("create without a login: exit %d, stderr %q; want 1 and the login fix", code, errs)
+	}
+	e.login()
+
+	for _, ttl := range []string{"9000h", "-1h", "soon"} {
+		if _, errs, code := e.run("", "pull-token", "create", "--ttl", ttl); code != 2 {
+			t.Errorf("create --ttl %s: exit %d (%s); want 2", ttl, code, errs)
+		}
+	}
+
+	// --json --save: the documented shape, stored for get, pulling.
+	out, errs, code = e.run("", "pull-token", "create", "--json", "--save", "--ttl", "30d", "--name", "ci")
+	if code != 0 {
+		t.Fatalf("create --json: exit %d: %s", code, errs)
+	}
+	var created map[string]string
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&created); err != nil {
+		t.Fatalf("create --json: %v", err)
+	}
+	id, tok := created["identity_id"], created["token"]
+	exp, err := time.Parse(time.RFC3339, created["expires"])
+	if err != nil || len(created) != 3 || !token.ValidIdentityID(id) || tok == "" {
+		t.Fatalf("create --json printed %d keys, expires %q", len(created), created["expires"])
+	}
+	if d := exp.Sub(e.emu.Clock().Now()); d < 719*time.Hour || d > 720*time.Hour {
+		t.Errorf("--ttl 30d expires in %v", d)
+	}
+	if err := e.pull(id, tok); err != nil {
+		t.Fatalf("the created token does not pull: %v", err)
+	}
+	if strings.Contains(errs, tok) {
+		t.Fatal("the token is on stderr")
+	}
+	d := e.deps()
+	if st, err := token.NewPullTokens(d, nil).Stored(context.Background(), host); err != nil || st.Identity != id || st.Name != "ci" {
+		t.Fatalf("--save: stored %v %v", st, err)
+	}
+
+	// Text: the token on a line of its own, and a docker login line that keeps it out of argv.
+	out, _, code = e.run("", "pull-token", "create", "--ttl", "1h")
+	if code != 0 {
+		t.Fatalf("create: exit %d", code)
+	}
+	var second, secondTok string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "Username: ") {
+			second = strings.TrimPrefix(l, "Username: ")
+		}
+		if strings.Count(l, ".") == 2 && !strings.Contains(l, " ") && len(l) > 100 {
+			secondTok = l
+		}
+	}
+	login := fmt.Sprintf("docker login %s --username %s --password-stdin", host, second)
+	if !token.ValidIdentityID(second) || secondTok == "" || !strings.Contains(out, login) {
+		t.Fatalf("create printed no token line or no %q line", login)
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "docker login") && strings.Contains(l, secondTok) {
+			t.Fatal("the docker login line carries the token")
+		}
+	}
+	if err := e.pull(second, secondTok); err != nil {
+		t.Fatalf("the printed token does not pull: %v", err)
+	}
+
+	// list: both, the saved one marked.
+	out, errs, code = e.run("", "pull-token", "list", "--json")
+	if code != 0 {
+		t.Fatalf("list --json: exit %d: %s", code, errs)
+	}
+	var rows []pullTokenListJSON
+	if err := json.Unmarshal([]byte(out), &rows); err != nil || len(rows) != 2 {
+		t.Fatalf("list --json: %v: %s", err, out)
+	}
+	for _, r := range rows {
+		saved := len(r.StoredFor) == 1 && r.StoredFor[0] == host
+		if (r.IdentityID == id) != saved {
+			t.Errorf("row %+v: stored mark wrong", r)
+		}
+	}
+	out, _, _ = e.run("", "pull-token", "list")
+	if !strings.Contains(out, id) || !strings.Contains(out, second) || !strings.Contains(out, "* "+host) || strings.Contains(out, tok) {
+		t.Errorf("list:\n%s", out)
+	}
+
+	// delete: gone remotely, forgotten locally.
+	if _, errs, code := e.run("", "pull-token", "delete", id); code != 0 {
+		t.Fatalf("delete: exit %d: %s", code, errs)
+	}
+	if e.emu.Identity(id) {
+		t.Error("deleted identity still exists")
+	}
+	if _, err := token.NewPullTokens(d, nil).Stored(context.Background(), host); err == nil {
+		t.Error("the deleted token is still stored")
+	}
+	if _, _, code := e.run("", "pull-token", "delete", "nope"); code != 2 {
+		t.Errorf("delete of a malformed id: exit %d; want 2", code)
+	}
+	if _, errs, code := e.run("", "pull-token", "delete", id); code != 1 || !strings.Contains(errs, "not found") {
+		t.Errorf("delete again: exit %d %q", code, errs)
+	}
+}
+
+func TestKubeSecretCommand(t *testing.T) {
+	e := newPTEnv(t)
+	e.login()
+	host := e.emu.RegistryHost()
+	type secret struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Metadata   struct {
+			Name, Namespace string
+			Annotations     map[string]string
+		} `json:"metadata"`
+		Type string            `json:"type"`
+		Data map[string][]byte `json:"data"`
+	}
+	for _, args := range [][]string{
+		{"kube-secret", "--namespace", "apps", "--ttl", "2h"},
+		{"kube-secret", "-o", "json", "--name", "regcred"},
+	} {
+		out, errs, code := e.run("", args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, errs)
+		}
+		var s secret
+		if err := yaml.Unmarshal([]byte(out), &s); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		if s.APIVersion != "v1" || s.Kind != "Secret" || s.Type != "kubernetes.io/dockerconfigjson" {
+			t.Fatalf("%v: %s %s of type %q", args, s.APIVersion, s.Kind, s.Type)
+		}
+		var cfg struct {
+			Auths map[string]struct{ Username, Password string }
+		}
+		if err := json.Unmarshal(s.Data[".dockerconfigjson"], &cfg); err != nil {
+			t.Fatal(err)
+		}
+		a := cfg.Auths[host]
+		if err := e.pull(a.Username, a.Password); err != nil {
+			t.Fatalf("%v: the Secret's credentials do not pull: %v", args, err)
+		}
+	}
+	if _, _, code := e.run("", "kube-secret", "-o", "xml"); code != 2 {
+		t.Errorf("-o xml: exit %d; want 2", code)
+	}
+	if _, _, code := e.run("", "kube-secret", "--name", "Bad_Name"); code != 2 {
+		t.Errorf("--name Bad_Name: exit %d; want 2", code)
+	}
+}
+
+func TestKubeletProviderCommand(t *testing.T) {
+	e := newPTEnv(t)
+	host := e.emu.RegistryHost()
+	req := fmt.Sprintf(`{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":%q}`, e.emu.PrivateImage())
+	ask := func() (user, pass string) {
+		t.Helper()
+		out, errs, code := e.run(req, "kubelet-provider")
+		if code != 0 {
+			t.Fatalf("kubelet-provider: exit %d: %s", code, errs)
+		}
+		var resp struct {
+			Auth map[string]struct{ Username, Password string }
+		}
+		if err := json.Unmarshal([]byte(out), &resp); err != nil {
+			t.Fatal(err)
+		}
+		a := resp.Auth[host]
+		return a.Username, a.Password
+	}
+	// Nothing configured: no credentials.
+	if u, _ := ask(); u != "" {
+		t.Fatalf("credentials with nothing configured: %q", u)
+	}
+	// A session: _token.
+	e.login()
+	u, p := ask()
+	if u != "_token" {
+		t.Fatalf("with a session: username %q", u)
+	}
+	if err := e.pull(u, p); err != nil {
+		t.Fatalf("session credentials do not pull: %v", err)
+	}
+	// A stored pull token wins over the session.
+	if _, errs, code := e.run("", "pull-token", "create", "--save", "--ttl", "1h"); code != 0 {
+		t.Fatalf("create --save: %s", errs)
+	}
+	u, p = ask()
+	if !token.ValidIdentityID(u) || !strings.Contains(u, "/") {
+		t.Fatalf("with a stored pull token: username %q", u)
+	}
+	if err := e.pull(u, p); err != nil {
+		t.Fatalf("pull token credentials do not pull: %v", err)
+	}
+}
