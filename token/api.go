@@ -102,7 +102,7 @@ func NewAPI(d Deps, s *Session) *API {
 func (a *API) Now() time.Time {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.d.Clock.Now().Add(a.skew)
+	return depClock(a.d).Now().Add(a.skew)
 }
 
 // RoleID finds the id of the role with that name ("registry.pull").
@@ -331,7 +331,7 @@ func (a *API) learnClock(date string) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	skew := t.Sub(a.d.Clock.Now())
+	skew := t.Sub(depClock(a.d).Now())
 	if skew > 2*time.Second || skew < -2*time.Second {
 		a.skew = skew
 	} else {

@@ -103,7 +103,11 @@ else the login session.`,
 			if err != nil {
 				return err
 			}
-			p := &kube.Provider{Hosts: a.Settings.Registries, Get: KubeGetter(deps), Now: deps.Clock.Now}
+			var clock token.Clock = token.SystemClock{}
+			if deps.Clock != nil {
+				clock = deps.Clock
+			}
+			p := &kube.Provider{Hosts: a.Settings.Registries, Get: KubeGetter(deps), Now: clock.Now}
 			return p.Serve(ctx, cmd.InOrStdin(), cmd.OutOrStdout())
 		},
 	}

@@ -175,6 +175,10 @@ func pullTokenList(a *App) *cobra.Command {
 				fmt.Fprintln(out, "No pull tokens.")
 				return nil
 			}
+			now := time.Now()
+			if deps.Clock != nil {
+				now = deps.Clock.Now()
+			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "IDENTITY\tNAME\tEXPIRES\tSTORED")
 			for _, pt := range list {
@@ -183,7 +187,7 @@ func pullTokenList(a *App) *cobra.Command {
 					mark = "* " + strings.Join(hs, ",")
 				}
 				exp := pt.Expiry.UTC().Format(time.RFC3339)
-				if !pt.Expiry.After(deps.Clock.Now()) {
+				if !pt.Expiry.After(now) {
 					exp += " (expired)"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", pt.Identity, pt.Name, exp, mark)
