@@ -107,7 +107,7 @@ func TestPullTokenCommands(t *testing.T) {
 	e := newPTEnv(t)
 	host := e.emu.RegistryHost()
 
-	out, errs, code := e.run("", "pull-token", "create")
+	_, errs, code := e.run("", "pull-token", "create")
 	if code != 1 || !strings.Contains(errs, "docker-credential-cgr login") {
 		t.Fatalf("create without a login: exit %d, stderr %q; want 1 and the login fix", code, errs)
 	}
@@ -120,7 +120,7 @@ func TestPullTokenCommands(t *testing.T) {
 	}
 
 	// --json --save: the documented shape, stored for get, pulling.
-	out, errs, code = e.run("", "pull-token", "create", "--json", "--save", "--ttl", "30d", "--name", "ci")
+	out, errs, code := e.run("", "pull-token", "create", "--json", "--save", "--ttl", "30d", "--name", "ci")
 	if code != 0 {
 		t.Fatalf("create --json: exit %d: %s", code, errs)
 	}
