@@ -282,7 +282,7 @@ func (a *API) once(ctx context.Context, op, method, u, tok string, body []byte, 
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("platform API %s: %s: %w", a.d.Settings.API, op, redactURLError(err))
+		return fmt.Errorf("platform API %s: %s: %w", a.d.Settings.API, op, scrubURLError(err))
 	}
 	defer resp.Body.Close()
 	a.learnClock(resp.Header.Get("Date"))
@@ -309,16 +309,6 @@ func (a *API) once(ctx context.Context, op, method, u, tok string, body []byte, 
 	return nil
 }
 
-// redactURLError keeps the operation and cause of a transport error; the URL it names
-// carries no secret (tokens travel in headers), so it is kept as is.
-func redactURLError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
-}
-
 // learnClock adopts the server's clock from a Date header when ours is off by more than the
 // header's one-second resolution can explain.
 func (a *API) learnClock(date string) {
@@ -332,7 +322,7 @@ func (a *API) learnClock(date string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	skew := t.Sub(depClock(a.d).Now())
-	if skew > 2*time.Second || skew < -2*time.Second {
+	if skew > skewNoise || skew < -skewNoise {
 		a.skew = skew
 	} else {
 		a.skew = 0
@@ -341,19 +331,6 @@ func (a *API) learnClock(date string) {
 
 // apiError turns a grpc-gateway error body ({"code","message"}) into one line.
 func apiError(op string, status int, body []byte) error {
-	var g struct {
-		Code    int    `json:"code"`
-		Message string `json:"message"`
-	}
-	_ = json.Unmarshal(body, &g)
-	return &APIError{Op: op, Status: status, Code: g.Code, Message: oneLine(g.Message, 200)}
-}
-
-// oneLine flattens whitespace and shortens s to at most n bytes.
-func oneLine(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > n {
-		s = strings.ToValidUTF8(s[:n], "") + "…"
-	}
-	return s
+	se := parseSTSError(status, body) // the same gateway error shape as the issuer's
+	return &APIError{Op: op, Status: status, Code: se.Code, Message: se.Message}
 }

@@ -201,7 +201,7 @@ func (p *PullTokens) Get(ctx context.Context, host string) (*PullToken, error) {
 			host, untilText(r.Expiry.Sub(now)), pullTime(r.Expiry), LoginCommand)
 	} else {
 		fmt.Fprintf(w, "warning: the pull token for %s expires %s (%s) and could not be renewed: %s\n",
-			host, untilText(r.Expiry.Sub(now)), pullTime(r.Expiry), oneLine(rerr.Error(), 300))
+			host, untilText(r.Expiry.Sub(now)), pullTime(r.Expiry), stsOneLine(rerr.Error(), 300))
 	}
 	return r.pullToken(), nil
 }
@@ -298,7 +298,7 @@ func (p *PullTokens) cleanup(id string) {
 	defer cancel()
 	if err := p.api.DeleteIdentity(ctx, id); err != nil && !IsNotFound(err) {
 		fmt.Fprintf(depStderr(p.d), "note: could not delete the replaced pull token identity %s: %s; delete it with `docker-credential-cgr pull-token delete %s`\n",
-			id, oneLine(err.Error(), 300), id)
+			id, stsOneLine(err.Error(), 300), id)
 	}
 }
 
