@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -666,5 +667,24 @@ func BenchmarkSessionRefresh(b *testing.B) {
 	}
 	if got := v.e.Count("sts/exchange_refresh_token"); got != n {
 		b.Fatalf("%d refreshes for %d calls", got, n)
+	}
+}
+
+// lockedStore is a keychain that stays locked.
+type lockedStore struct{ keystore.Store }
+
+func (lockedStore) Get(context.Context, string) ([]byte, error) {
+	return nil, fmt.Errorf("secret service: %w", keystore.ErrLocked)
+}
+
+func TestKeychainLocked(t *testing.T) {
+	v := newSessEnv(t, 0)
+	v.login(t)
+	d := v.d
+	d.Store = lockedStore{v.d.Store}
+	_, err := NewSession(d).Token(v.ctx, "")
+	fe := wantFixable(t, err, "locked", "CGR_STORE=file")
+	if !errors.Is(fe, keystore.ErrLocked) {
+		t.Error("not keystore.ErrLocked")
 	}
 }
