@@ -105,7 +105,11 @@ Reads the store only: no network call, no refresh. Secrets are never printed.`,
 					enc.SetIndent("", "  ")
 					return enc.Encode(r)
 				}
-				printStatus(a.Stdout, r, d.Clock.Now())
+				now := time.Now()
+				if d.Clock != nil {
+					now = d.Clock.Now()
+				}
+				printStatus(a.Stdout, r, now)
 				return nil
 			},
 		}
