@@ -30,8 +30,8 @@ const (
 	DefaultPullTokenName = "pull-token"
 
 	pullRole = "registry.pull"
-	// renewTimeout bounds one renewal (create + bind + store) when the caller has no deadline.
-	renewTimeout = 45 * time.Second
+	// renewTimeout bounds one renewal (lock, create, bind, store) within a `get`.
+	renewTimeout = 25 * time.Second
 	// cleanupTimeout bounds the best-effort deletion of a replaced identity.
 	cleanupTimeout = 10 * time.Second
 )
@@ -166,12 +166,11 @@ func (p *PullTokens) Get(ctx context.Context, host string) (*PullToken, error) {
 	if !r.due(now) {
 		return r.pullToken(), nil
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, renewTimeout)
-		defer cancel()
-	}
-	renewed, rerr := p.renew(ctx, host, r)
+	// Bounded on its own, so that a hanging platform API still leaves the caller's deadline
+	// time to serve the still-valid token.
+	rctx, cancel := context.WithTimeout(ctx, renewTimeout)
+	defer cancel()
+	renewed, rerr := p.renew(rctx, host, r)
 	if rerr == nil {
 		return renewed, nil
 	}
