@@ -236,8 +236,8 @@ func (s *Session) usable(tok *Token, rec *tokenRecord) bool {
 
 // renewLocked is the slow path: lock, re-read, refresh if still stale, write back.
 func (s *Session) renewLocked(ctx context.Context, aud string) (*Token, error) {
-	sess, err := s.readSession(ctx)
-	switch {
+	// Whether there is a session at all (read again under the lock).
+	switch _, err := s.readSession(ctx); {
 	case errors.Is(err, keystore.ErrNotFound):
 		// No session: a token remembered from `store` is served until it stops being usable.
 		if tok, rec, _ := s.cached(ctx, aud); s.usable(tok, rec) {
@@ -269,7 +269,8 @@ func (s *Session) renewLocked(ctx context.Context, aud string) (*Token, error) {
 	if tok != nil && tok.Fresh(depClock(s.d).Now().Add(time.Duration(rec.SkewNS))) {
 		return tok, nil
 	}
-	if sess, err = s.readSession(ctx); err != nil {
+	sess, err := s.readSession(ctx)
+	if err != nil {
 		if errors.Is(err, keystore.ErrNotFound) {
 			return nil, ErrNoCredential // logged out meanwhile
 		}
