@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 
 	"github.com/docker/docker-credential-helpers/credentials"
@@ -20,9 +19,6 @@ import (
 
 // TokenUsername is the registry username that goes with a Chainguard token.
 const TokenUsername = "_token"
-
-// identityRE matches identity ids (UIDPs); a pull token's username is one with a child part.
-var identityRE = regexp.MustCompile(`^[0-9a-f]{40}(?:/[0-9a-f]{16})+$`)
 
 // Helper implements credentials.Helper for the served registries. It is built per process;
 // Deps is opened lazily so a foreign host never touches the keychain.
@@ -109,7 +105,7 @@ func (h *Helper) Add(c *credentials.Credentials) error {
 		if _, err := token.Parse(c.Secret); err != nil {
 			return fmt.Errorf("the password for %s must be a Chainguard token (a JWT); to log in, run `%s login`", TokenUsername, config.AppName)
 		}
-	case identityRE.MatchString(user):
+	case token.ValidIdentityID(user):
 		if _, err := token.Parse(c.Secret); err != nil {
 			return fmt.Errorf("the password for identity %s must be a pull token (a JWT)", user)
 		}
