@@ -25,7 +25,8 @@ var ErrLoginRequired = errors.New("a new login is required")
 // Chainguard token of this issuer, or already expired.
 var ErrNotCacheable = errors.New("not a cacheable token")
 
-// expiryMargin: a cached token with less than this left (issuer clock) is treated as expired,
+// expiryMargin: a cached token with less than this left (issuer clock; for short-lived
+// tokens, a tenth of the lifetime: see Token.Usable) is treated as expired,
 // even when the issuer is unreachable, so a pull never starts with a token about to die.
 const expiryMargin = 10 * time.Second
 
@@ -231,7 +232,7 @@ func (s *Session) usable(tok *Token, rec *tokenRecord) bool {
 		return false
 	}
 	now := depClock(s.d).Now().Add(time.Duration(rec.SkewNS))
-	return tok.Expiry.Sub(now) > expiryMargin
+	return tok.Usable(now)
 }
 
 // renewLocked is the slow path: lock, re-read, refresh if still stale, write back.
@@ -299,7 +300,7 @@ func (s *Session) renewLocked(ctx context.Context, aud string) (*Token, error) {
 	if skew, ok := s.sts.Skew(); ok {
 		sess.SkewNS = int64(skew)
 	}
-	if newTok.Expiry.Sub(depClock(s.d).Now().Add(sess.skew())) <= expiryMargin {
+	if !newTok.Usable(depClock(s.d).Now().Add(sess.skew())) {
 		return nil, fmt.Errorf("the issuer answered with a token that expires at %s", sessTime(newTok.Expiry))
 	}
 	// The refresh token is rotated: the old one is dead now. Write the session (new refresh
@@ -563,7 +564,7 @@ func (s *Session) Remember(ctx context.Context, raw string) error {
 	case !errors.Is(err, keystore.ErrNotFound):
 		return storeFixable(err)
 	}
-	if tok.Expiry.Sub(depClock(s.d).Now().Add(skew)) <= expiryMargin {
+	if !tok.Usable(depClock(s.d).Now().Add(skew)) {
 		return fmt.Errorf("%w: it expired at %s", ErrNotCacheable, sessTime(tok.Expiry))
 	}
 	auds := tok.Audience

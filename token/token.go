@@ -129,3 +129,14 @@ func (t *Token) Fresh(now time.Time) bool {
 	}
 	return t.Expiry.Sub(now) > margin
 }
+
+// Usable reports whether a token may still be handed out at now (the issuer's clock) when a
+// fresher one cannot be had: more than expiryMargin must remain, or for a short-lived token a
+// tenth of its lifetime, so a pull never starts with a token about to die.
+func (t *Token) Usable(now time.Time) bool {
+	margin := expiryMargin
+	if l := t.Lifetime(); l > 0 && l/10 < margin {
+		margin = l / 10
+	}
+	return t.Expiry.Sub(now) > margin
+}
