@@ -83,6 +83,7 @@ func TestSoakShortLivedTokens(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), soak)
 	defer cancel()
+	crane := need(t, "crane")
 	var pulls, failures atomic.Int64
 	var mu sync.Mutex
 	var firstErr string
@@ -100,14 +101,14 @@ func TestSoakShortLivedTokens(t *testing.T) {
 			return "ggcr", err
 		},
 		func() (string, error) { // crane, a separate process
-			r := w.run("", need(t, "crane"), "manifest", "--insecure", img)
+			r := w.run("", crane, "manifest", "--insecure", img)
 			if r.code != 0 {
 				return "crane", fmt.Errorf("exit %d: %s", r.code, r.stderr)
 			}
 			return "crane", nil
 		},
 		func() (string, error) { // the docker CLI's own credential lookup
-			r := w.run(host(img), need(t, "docker-credential-cgr"), "get")
+			r := w.run(host(img), helperBin, "get")
 			if r.code != 0 {
 				return "docker-credential-cgr get", fmt.Errorf("exit %d: %s", r.code, r.stdout)
 			}
