@@ -1,0 +1,472 @@
+package main
+
+// Each broken state of the troubleshooting table (CONTRACT section 4), built through the
+// binary against the emulator: `doctor` must name it (exit 1), and the fix it prints, run as
+// printed, must make `doctor` pass (exit 0) and a pull succeed.
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/emulator"
+)
+
+type docResult struct {
+	Check  string `json:"check"`
+	Status string `json:"status"`
+	Saw    string `json:"saw"`
+	Fix    string `json:"fix"`
+}
+
+type docReport struct {
+	OK      bool        `json:"ok"`
+	Results []docResult `json:"results"`
+	raw     string
+}
+
+// doctor runs `doctor --json` and decodes the report; the exit status must agree with it.
+func (w *world) doctor(args ...string) (docReport, result) {
+	w.t.Helper()
+	r := w.helper("", append([]string{"doctor", "--json"}, args...)...)
+	var rep docReport
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		w.t.Fatalf("doctor --json: exit %d, stdout is not the report (%v)\nstderr: %s", r.code, err, r.stderr)
+	}
+	rep.raw = r.stdout
+	if (r.code == 0) != rep.OK {
+		w.t.Fatalf("doctor: exit %d but ok=%v", r.code, rep.OK)
+	}
+	return rep, r
+}
+
+func (rep docReport) failed() []docResult {
+	var out []docResult
+	for _, r := range rep.Results {
+		if r.Status == "fail" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// named returns the first result of a check (by name prefix) with that status.
+func (rep docReport) named(t *testing.T, checkPrefix, status string) docResult {
+	t.Helper()
+	for _, r := range rep.Results {
+		if strings.HasPrefix(r.Check, checkPrefix) && r.Status == status {
+			return r
+		}
+	}
+	t.Fatalf("doctor reports no %q result for %q:\n%s", status, checkPrefix, rep.raw)
+	return docResult{}
+}
+
+// wiredWorld is a world whose Docker, containers and helm configs all route to the helper.
+func wiredWorld(t *testing.T, opts emulator.Options) *world {
+	t.Helper()
+	w := newWorld(t, opts)
+	w.env["HELM_REGISTRY_CONFIG"] = filepath.Join(w.home, ".config", "helm", "registry", "config.json")
+	w.configure()
+	return w
+}
+
+// mustFail asserts doctor exits 1 naming the check (with words of its finding) and returns it.
+func (w *world) mustFail(checkPrefix string, words []string, args ...string) docResult {
+	w.t.Helper()
+	rep, r := w.doctor(args...)
+	if r.code != 1 {
+		w.t.Fatalf("doctor: exit %d, want 1 (the broken state is not detected)\n%s", r.code, rep.raw)
+	}
+	var res docResult
+	found := false
+	for _, r := range rep.failed() {
+		if !strings.HasPrefix(r.Check, checkPrefix) {
+			continue
+		}
+		all := true
+		for _, word := range words {
+			all = all && strings.Contains(r.Saw, word)
+		}
+		if all {
+			res, found = r, true
+			break
+		}
+	}
+	if !found {
+		w.t.Fatalf("doctor fails no %q check saying %q:\n%s", checkPrefix, words, rep.raw)
+	}
+	if res.Fix == "" {
+		w.t.Fatalf("doctor %s: no fix given for %q", res.Check, res.Saw)
+	}
+	return res
+}
+
+// runFix runs a fix exactly as doctor printed it, through a shell (a fix may chain commands
+// with && and end in a # comment).
+func (w *world) runFix(fix string) {
+	w.t.Helper()
+	w.t.Logf("running the fix as printed: %s", fix)
+	if r := w.run("", "sh", "-c", fix); r.code != 0 {
+		w.t.Fatalf("fix %q: exit %d\nstdout: %s\nstderr: %s", fix, r.code, r.stdout, r.stderr)
+	}
+}
+
+// fixUntilHealthy runs every failing result's fix as printed, round after round, until
+// doctor exits 0; it fails the test when a round changes nothing.
+func (w *world) fixUntilHealthy(args ...string) docReport {
+	w.t.Helper()
+	for round := 0; round < 4; round++ {
+		rep, r := w.doctor(args...)
+		if r.code == 0 {
+			return rep
+		}
+		seen := map[string]bool{}
+		for _, f := range rep.failed() {
+			if f.Fix == "" {
+				w.t.Fatalf("doctor fails %s with no fix: %s", f.Check, f.Saw)
+			}
+			if !seen[f.Fix] {
+				seen[f.Fix] = true
+				w.runFix(f.Fix)
+			}
+		}
+	}
+	rep, _ := w.doctor(args...)
+	w.t.Fatalf("doctor still fails after running its fixes:\n%s", rep.raw)
+	return rep
+}
+
+// pull pulls img the way crane and ko do: go-containerregistry with the DefaultKeychain,
+// which execs the helper named in Docker's config.
+func (w *world) pull(img string) error {
+	w.t.Helper()
+	w.setenv()
+	ref, err := name.ParseReference(img, name.Insecure)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = remote.Image(ref, remote.WithAuthFromKeychain(authn.DefaultKeychain), remote.WithContext(ctx))
+	return err
+}
+
+func (w *world) mustPull(img string) {
+	w.t.Helper()
+	if err := w.pull(img); err != nil {
+		w.t.Fatalf("pull %s after the fix: %v", img, err)
+	}
+}
+
+func (w *world) mustNotPull(img string) {
+	w.t.Helper()
+	if err := w.pull(img); err == nil {
+		w.t.Fatalf("pull %s worked in the broken state", img)
+	}
+}
+
+// Row "401 after login": Docker not configured for the helper.
+func TestDoctorUnwiredDocker(t *testing.T) {
+	w := newWorld(t, emulator.Options{})
+	w.login()
+	w.write(filepath.Join(w.env["DOCKER_CONFIG"], "config.json"), `{}`)
+	w.write(w.env["REGISTRY_AUTH_FILE"], `{}`)
+	img := w.emu.PrivateImage()
+	w.mustNotPull(img)
+
+	res := w.mustFail("docker config", []string{"no credHelpers entry", w.emu.RegistryHost()})
+	if !strings.Contains(res.Fix, "docker-credential-cgr configure") {
+		t.Fatalf("fix %q is not configure", res.Fix)
+	}
+	w.fixUntilHealthy()
+	w.mustPull(img)
+}
+
+// Row "401 after login", second cause: a static secret in "auths" that Docker uses instead
+// of the helper (an old `docker login` before the helper was installed).
+func TestDoctorShadowingStaticAuths(t *testing.T) {
+	w := newWorld(t, emulator.Options{})
+	w.login()
+	host := w.emu.RegistryHost()
+	stale := base64.StdEncoding.EncodeToString([]byte("someone:an-old-password"))
+	cfg := filepath.Join(w.env["DOCKER_CONFIG"], "config.json")
+	w.write(cfg, fmt.Sprintf(`{"auths":{%q:{"auth":%q}},"psFormat":"table {{.ID}}"}`, host, stale))
+	img := w.emu.PrivateImage()
+	w.mustNotPull(img)
+
+	res := w.mustFail("docker config", []string{"static secret"})
+	if !strings.Contains(res.Fix, "--fix-shadowing") {
+		t.Fatalf("fix %q does not remove the static entry", res.Fix)
+	}
+	w.fixUntilHealthy()
+	w.mustPull(img)
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), stale) || !strings.Contains(string(b), "psFormat") {
+		t.Fatalf("after the fix, config.json should keep other keys and lose the static secret:\n%s", b)
+	}
+	rep, _ := w.doctor()
+	for _, r := range rep.Results {
+		if strings.HasPrefix(r.Check, "docker config") && r.Status != "ok" {
+			t.Fatalf("after the fix doctor still says %s: %s", r.Status, r.Saw)
+		}
+	}
+}
+
+// Row "works for Docker, not for Helm": helm keeps its own registry config.
+func TestDoctorHelmUnconfigured(t *testing.T) {
+	helm := helmBin(t)
+	w := newWorld(t, emulator.Options{})
+	w.env["HELM_REGISTRY_CONFIG"] = filepath.Join(w.home, "helm-registry.json")
+	w.login()
+	chart := w.helmChart("doctorchart", "0.1.0")
+	ref := "oci://" + w.emu.RegistryHost() + "/" + w.emu.Org().Name + "/charts"
+	if r := w.run("", helm, "push", chart, ref, "--plain-http"); r.code == 0 {
+		t.Fatal("helm push worked with helm unconfigured")
+	}
+
+	res := w.mustFail("helm config", []string{"helm"})
+	if !strings.Contains(res.Fix, "configure") {
+		t.Fatalf("fix %q is not configure", res.Fix)
+	}
+	w.fixUntilHealthy()
+	if r := w.run("", helm, "push", chart, ref, "--plain-http"); r.code != 0 {
+		t.Fatalf("helm push after the fix: exit %d: %s", r.code, r.stderr)
+	}
+	dest := t.TempDir()
+	if r := w.run("", helm, "pull", ref+"/doctorchart", "--version", "0.1.0", "--plain-http", "-d", dest); r.code != 0 {
+		t.Fatalf("helm pull after the fix: exit %d: %s", r.code, r.stderr)
+	}
+	w.mustPull(w.emu.PrivateImage())
+}
+
+// Row "401 from a pipeline that worked last month": the pull token expired, and nothing
+// could renew it (no login session).
+func TestDoctorExpiredPullToken(t *testing.T) {
+	w := wiredWorld(t, emulator.Options{})
+	w.login()
+	r := w.helper("", "pull-token", "create", "--save", "--ttl", "4s", "--json")
+	if r.code != 0 {
+		t.Fatalf("pull-token create: exit %d: %s", r.code, r.stderr)
+	}
+	var pt struct {
+		ID      string    `json:"identity_id"`
+		Token   string    `json:"token"`
+		Expires time.Time `json:"expires"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &pt); err != nil {
+		t.Fatal(err)
+	}
+	if r := w.helper("", "logout"); r.code != 0 {
+		t.Fatalf("logout: %s", r.stderr)
+	}
+	// Wait (not assert) until the token is past its expiry.
+	time.Sleep(time.Until(pt.Expires) + 1500*time.Millisecond)
+
+	host := w.emu.RegistryHost()
+	if _, _, r := w.get(host); r.code != 1 || !strings.Contains(r.stdout, "expire") {
+		t.Fatalf("get with an expired pull token: exit %d %q; want the expiry named", r.code, r.stdout)
+	}
+	img := w.emu.PrivateImage()
+	w.mustNotPull(img)
+
+	res := w.mustFail("pull token "+host, []string{"expired", pt.ID})
+	rep, _ := w.doctor()
+	noSecretIn(t, "doctor output", rep.raw, pt.Token)
+	if !strings.Contains(res.Fix, "docker-credential-cgr login") {
+		t.Fatalf("fix %q does not log in", res.Fix)
+	}
+	w.fixUntilHealthy()
+	w.mustPull(img)
+}
+
+// Row "Identity not found": the pull token's identity was deleted.
+func TestDoctorDeletedPullTokenIdentity(t *testing.T) {
+	w := wiredWorld(t, emulator.Options{})
+	w.login()
+	id, tok := w.pullToken("--save", "--name", "ci-pull")
+	w.emu.DeleteIdentity(id)
+	img := w.emu.PrivateImage()
+	w.mustNotPull(img)
+
+	res := w.mustFail("pull token "+w.emu.RegistryHost(), []string{id, "deleted"})
+	if !strings.Contains(res.Fix, "pull-token create --save") || !strings.Contains(res.Fix, "--name ci-pull") {
+		t.Fatalf("fix %q does not replace the pull token like for like", res.Fix)
+	}
+	rep, _ := w.doctor()
+	noSecretIn(t, "doctor output", rep.raw, tok)
+	w.fixUntilHealthy()
+	w.mustPull(img)
+	if user, _, r := w.get(w.emu.RegistryHost()); r.code != 0 || user == id {
+		t.Fatalf("get after the fix: exit %d, user %q (the deleted identity?)", r.code, user)
+	}
+}
+
+// Row "403 Forbidden": a token of another org. `doctor --image` names both orgs.
+func TestDoctorTokenOfAnotherOrg(t *testing.T) {
+	w := wiredWorld(t, emulator.Options{})
+	other := w.emu.AddOrg("other.example")
+	w.login() // the default user: a member of acme.example only
+	img := w.emu.RegistryHost() + "/" + other.Name + "/app:latest"
+	w.mustNotPull(img)
+
+	res := w.mustFail("image org", []string{w.emu.Org().Name, other.Name, "403"}, "--image", img)
+	// The person now logs in with an account that is a member of the image's org.
+	w.emu.SetBrowserUser(w.emu.AddUser("pat@other.example", other))
+	w.runFix(res.Fix)
+	rep, r := w.doctor("--image", img)
+	if r.code != 0 {
+		t.Fatalf("doctor --image after the fix: exit %d\n%s", r.code, rep.raw)
+	}
+	rep.named(t, "image org", "ok")
+	w.mustPull(img)
+}
+
+// Row "Identity not found" for a workload: CGR_IDENTITY names a deleted identity.
+func TestDoctorDeletedWorkloadIdentity(t *testing.T) {
+	w := wiredWorld(t, emulator.Options{})
+	id := w.emu.AddAssumableIdentity(w.emu.Org(), w.emu.OIDCIssuerURL(), "repo:acme/app:ref:refs/heads/main", "cgr-test")
+	tokFile := filepath.Join(w.home, "oidc-token")
+	w.write(tokFile, w.emu.MintOIDCToken("repo:acme/app:ref:refs/heads/main", "cgr-test", time.Hour))
+	w.env["CGR_IDENTITY"] = id
+	w.env["CGR_IDENTITY_TOKEN"] = tokFile
+	rep, r := w.doctor()
+	if r.code != 0 {
+		t.Fatalf("doctor with a working workload identity: exit %d\n%s", r.code, rep.raw)
+	}
+	rep.named(t, "workload identity", "ok")
+	w.mustPull(w.emu.PrivateImage())
+
+	w.emu.DeleteIdentity(id)
+	res := w.mustFail("workload identity", []string{id, "not found"})
+	if !strings.Contains(res.Fix, "CGR_IDENTITY") {
+		t.Fatalf("fix %q does not name CGR_IDENTITY", res.Fix)
+	}
+	// The fix is an environment change: drop the variables, as the fix says, and log in.
+	delete(w.env, "CGR_IDENTITY")
+	delete(w.env, "CGR_IDENTITY_TOKEN")
+	w.login()
+	if rep, r := w.doctor(); r.code != 0 {
+		t.Fatalf("doctor after the fix: exit %d\n%s", r.code, rep.raw)
+	}
+	w.mustPull(w.emu.PrivateImage())
+}
+
+// Row "the keychain is locked or missing": CGR_STORE=keychain with no session bus.
+func TestDoctorKeychainUnavailable(t *testing.T) {
+	w := wiredWorld(t, emulator.Options{})
+	w.env["CGR_STORE"] = "keychain"
+	w.env["DBUS_SESSION_BUS_ADDRESS"] = "unix:path=" + filepath.Join(w.home, "no-bus")
+	res := w.mustFail("secret store", []string{"keychain"})
+	if !strings.Contains(res.Fix, "CGR_STORE=file") {
+		t.Fatalf("fix %q does not say CGR_STORE=file", res.Fix)
+	}
+	if _, _, r := w.get(w.emu.RegistryHost()); r.code != 1 || strings.Count(strings.TrimSpace(r.stdout), "\n") != 0 {
+		t.Fatalf("get with no keychain: exit %d %q; want one line", r.code, r.stdout)
+	}
+	// The fix is an environment change: export CGR_STORE=file.
+	w.env["CGR_STORE"] = "file"
+	delete(w.env, "DBUS_SESSION_BUS_ADDRESS")
+	w.login()
+	if rep, r := w.doctor(); r.code != 0 {
+		t.Fatalf("doctor after CGR_STORE=file: exit %d\n%s", r.code, rep.raw)
+	}
+	w.mustPull(w.emu.PrivateImage())
+}
+
+// Row "Kubernetes pulls get 401": kube-secret is always kubernetes.io/dockerconfigjson, and
+// what it holds pulls.
+func TestKubeSecretType(t *testing.T) {
+	w := newWorld(t, emulator.Options{})
+	w.login()
+	r := w.helper("", "kube-secret", "--name", "cgr-pull", "--namespace", "apps")
+	if r.code != 0 {
+		t.Fatalf("kube-secret: exit %d: %s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "type: kubernetes.io/dockerconfigjson") || strings.Contains(r.stdout, "Opaque") {
+		t.Fatalf("kube-secret YAML is not of type kubernetes.io/dockerconfigjson:\n%s", redactData(r.stdout))
+	}
+	r = w.helper("", "kube-secret", "-o", "json")
+	if r.code != 0 {
+		t.Fatalf("kube-secret -o json: exit %d: %s", r.code, r.stderr)
+	}
+	var sec struct {
+		Kind string            `json:"kind"`
+		Type string            `json:"type"`
+		Data map[string]string `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &sec); err != nil {
+		t.Fatalf("kube-secret -o json: %v", err)
+	}
+	if sec.Kind != "Secret" || sec.Type != "kubernetes.io/dockerconfigjson" {
+		t.Fatalf("kube-secret -o json: kind %q type %q", sec.Kind, sec.Type)
+	}
+	raw, err := base64.StdEncoding.DecodeString(sec.Data[".dockerconfigjson"])
+	if err != nil {
+		t.Fatalf(".dockerconfigjson: %v", err)
+	}
+	var dc struct {
+		Auths map[string]struct{ Username, Password, Auth string } `json:"auths"`
+	}
+	if err := json.Unmarshal(raw, &dc); err != nil {
+		t.Fatalf(".dockerconfigjson is not a Docker config: %v", err)
+	}
+	a, ok := dc.Auths[w.emu.RegistryHost()]
+	if !ok || a.Username == "" || a.Password == "" {
+		t.Fatalf(".dockerconfigjson has no credential for %s", w.emu.RegistryHost())
+	}
+	// What the kubelet would do with it: pull with exactly that credential.
+	ref, _ := name.ParseReference(w.emu.PrivateImage(), name.Insecure)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := remote.Image(ref, remote.WithAuth(&authn.Basic{Username: a.Username, Password: a.Password}), remote.WithContext(ctx)); err != nil {
+		t.Fatalf("pull with the secret's credential: %v", err)
+	}
+}
+
+func redactData(yaml string) string {
+	var out []string
+	for _, l := range strings.Split(yaml, "\n") {
+		if strings.Contains(l, ".dockerconfigjson") {
+			l = "  .dockerconfigjson: <redacted>"
+		}
+		out = append(out, l)
+	}
+	return strings.Join(out, "\n")
+}
+
+// Clock skew against the issuer: doctor says so (the fix is a system change, not run here).
+func TestDoctorClockSkew(t *testing.T) {
+	w := wiredWorld(t, emulator.Options{Clock: emulator.NewClock(time.Now().Add(10 * time.Minute))})
+	w.mustFail("clock", []string{"clock skew", "behind"})
+}
+
+// A healthy world: every token check passes and none leaks a secret.
+func TestDoctorHealthy(t *testing.T) {
+	w := wiredWorld(t, emulator.Options{})
+	w.login()
+	_, tok := w.pullToken("--save")
+	_, secret, _ := w.get(w.emu.RegistryHost())
+	rep, r := w.doctor("--image", w.emu.PrivateImage())
+	if r.code != 0 {
+		t.Fatalf("doctor: exit %d\n%s", r.code, rep.raw)
+	}
+	for _, c := range []string{"session", "session refresh", "pull token " + w.emu.RegistryHost(), "clock", "image org"} {
+		rep.named(t, c, "ok")
+	}
+	text := w.helper("", "doctor", "--image", w.emu.PrivateImage())
+	noSecretIn(t, "doctor output", rep.raw+text.stdout+text.stderr, tok, secret)
+}
