@@ -332,7 +332,11 @@ func (s *tokenState) workloadCheck(ctx context.Context) []doctor.Result {
 	if err != nil {
 		return storeSkip(err)
 	}
-	w := token.NewWorkload(d)
+	// Without a store the workload exchanges every time: a cached token would hide an
+	// identity deleted since it was minted.
+	nd := d
+	nd.Store = nil
+	w := token.NewWorkload(nd)
 	if w == nil {
 		return nil
 	}
