@@ -46,6 +46,13 @@ func Handle(h *Helper, action string, in io.Reader, out io.Writer) int {
 	return 1
 }
 
+func (h *Helper) stderr() io.Writer {
+	if h.Stderr == nil {
+		return io.Discard
+	}
+	return h.Stderr
+}
+
 func (h *Helper) deps() (token.Deps, error) {
 	d, err := h.Deps(h.Ctx)
 	if err != nil {
@@ -84,7 +91,7 @@ func (h *Helper) Get(serverURL string) (string, string, error) {
 	t, err := session.Token(h.Ctx, aud)
 	if err != nil {
 		if errors.Is(err, token.ErrNoCredential) && h.Hint {
-			fmt.Fprintf(h.Stderr, "%s: not logged in to %s; pulling anonymously (run `%s login` for private images)\n", config.AppName, host, config.AppName)
+			fmt.Fprintf(h.stderr(), "%s: not logged in to %s; pulling anonymously (run `%s login` for private images)\n", config.AppName, host, config.AppName)
 		}
 		return "", "", answer(err)
 	}
@@ -117,7 +124,14 @@ func (h *Helper) Add(c *credentials.Credentials) error {
 		return err
 	}
 	if user == TokenUsername {
-		return answer(token.NewSession(d).Remember(h.Ctx, c.Secret))
+		err := token.NewSession(d).Remember(h.Ctx, c.Secret)
+		if errors.Is(err, token.ErrNotCacheable) {
+			// Expired, or from another issuer: there is nothing worth keeping, and a
+			// `_token` is never kept as a static credential. docker login still succeeds.
+			fmt.Fprintf(h.stderr(), "%s: not keeping that token (%v); `%s login` keeps a session that renews itself\n", config.AppName, err, config.AppName)
+			return nil
+		}
+		return answer(err)
 	}
 	return answer(token.NewPullTokens(d, token.NewSession(d)).Save(h.Ctx, host, user, c.Secret))
 }
