@@ -67,6 +67,14 @@ type tokenState struct {
 // deps opens the store once. Doctor never starts a login: it reports and says what to run.
 func (s *tokenState) deps(ctx context.Context) (token.Deps, error) {
 	s.once.Do(func() {
+		defer func() {
+			if p := recover(); p != nil {
+				s.err = fmt.Errorf("opening the store: %v", p)
+			}
+		}()
+		if s.a.NewDeps == nil { // an App built without main's wiring
+			s.a.NewDeps = DefaultNewDeps(s.a.Stderr, s.a.Getenv, false)
+		}
 		d, err := s.a.Deps(ctx)
 		if err != nil {
 			s.err = err
