@@ -10,7 +10,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"os/user"
+	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -72,6 +75,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 		Stderr:  stderr,
 		NewDeps: cli.DefaultNewDeps(stderr, getenv, interactive),
 	}
+	// configure stays root under sudo (it writes root's files too), but the settings are the
+	// invoking user's, as for every other command.
+	app.Flags.ConfigDir = sudoUserConfigDir(getenv)
 	return cli.Execute(ctx, app, args)
 }
 
@@ -108,4 +114,21 @@ func Version() string {
 		return bi.Main.Version
 	}
 	return "(devel)"
+}
+
+// sudoUserConfigDir is the invoking user's config dir when running under sudo with sharing
+// on, else "" (the process's own).
+func sudoUserConfigDir(getenv func(string) string) string {
+	uid := getenv("SUDO_UID")
+	if os.Geteuid() != 0 || uid == "" || uid == "0" {
+		return ""
+	}
+	if v, err := strconv.ParseBool(getenv("CGR_SUDO_SHARE")); err == nil && !v {
+		return ""
+	}
+	u, err := user.LookupId(uid)
+	if err != nil || u.HomeDir == "" {
+		return ""
+	}
+	return filepath.Join(u.HomeDir, ".config")
 }

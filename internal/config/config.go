@@ -65,6 +65,9 @@ type Flags struct {
 	Issuer   string
 	API      string
 	Store    string
+	// ConfigDir, when set, is where config.yaml is looked for instead of the user's config
+	// dir (under sudo, the invoking user's, so `sudo ... configure` sees that user's settings).
+	ConfigDir string
 }
 
 // Getenv looks up an environment variable; os.Getenv in production, a map in tests.
@@ -77,7 +80,11 @@ func Load(getenv Getenv, flags Flags) (Settings, error) {
 		getenv = os.Getenv
 	}
 	var file File
-	path := filepath.Join(UserConfigDir(getenv), AppName, "config.yaml")
+	dir := flags.ConfigDir
+	if dir == "" {
+		dir = UserConfigDir(getenv)
+	}
+	path := filepath.Join(dir, AppName, "config.yaml")
 	var s Settings
 	switch b, err := os.ReadFile(path); {
 	case err == nil:
