@@ -23,6 +23,9 @@ func configureEnv(t *testing.T) (map[string]string, string) {
 	return map[string]string{
 		"HOME": home, "PATH": bin, "XDG_RUNTIME_DIR": filepath.Join(home, "run"),
 		"CGR_REGISTRY": "cgr.dev,127.0.0.1:5000", "CGR_STORE": "file",
+		// Loopback only: a closed port, so the clock check warns at once and no test
+		// ever looks up or reaches the real issuer.
+		"CGR_ISSUER": "http://127.0.0.1:9", "CGR_API": "http://127.0.0.1:9",
 	}, home
 }
 
