@@ -1,0 +1,180 @@
+package token
+
+// Fuzz targets for everything token/ reads from outside: JWTs (from the issuer, the user,
+// a workload's token file), the STS answers and error bodies, refresh tokens, the platform
+// API's error bodies, and the records a store hands back (a file anyone with the user's
+// rights may have edited). Seed corpora: testdata/fuzz/<FuzzName>/; scripts/fuzz.sh runs them.
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/config"
+	"github.com/cgrtools/docker-credential-cgr/keystore"
+)
+
+// FuzzParse: a JWT's claims are read from any string without a panic; what Parse accepts has
+// an expiry, and freshness can be judged of it.
+func FuzzParse(f *testing.F) {
+	f.Add("eyJhbGciOiJFUzI1NiJ9.eyJleHAiOjE5MDAwMDAwMDB9.c2ln")
+	f.Add("a.b.c")
+	f.Fuzz(func(t *testing.T, raw string) {
+		tok, err := Parse(raw)
+		if err != nil {
+			if tok != nil {
+				t.Fatal("Parse returned a token and an error")
+			}
+			return
+		}
+		if tok.Raw != raw || tok.Expiry.IsZero() {
+			t.Fatalf("Parse accepted a token without exp or changed Raw: %+v", tok)
+		}
+		tok.Fresh(time.Now())
+		tok.HasAudience("cgr.dev")
+		if l := tok.Lifetime(); tok.IssuedAt.IsZero() && l != 0 {
+			t.Fatalf("Lifetime %v without iat", l)
+		}
+		_ = claimsOf(raw)
+	})
+}
+
+// FuzzParseSTSAnswer: any issuer answer body decodes or fails cleanly; a decoded answer
+// always holds a token, and a refresh token's own exp wins over the stated one.
+func FuzzParseSTSAnswer(f *testing.F) {
+	f.Add([]byte(`{"token":"a.b.c","refreshToken":"eyJleHAiOjE5MDAwMDAwMDB9","expiry":"2030-01-01T00:00:00Z"}`))
+	f.Add([]byte(`{"token":{"token":"a.b.c","expiry":{"seconds":"1900000000","nanos":5}},"refresh_token":{"token":"x","expiry":1.9e9}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		res, err := parseSTSAnswer(body)
+		if err != nil {
+			if res != nil {
+				t.Fatal("parseSTSAnswer returned a result and an error")
+			}
+			return
+		}
+		if res.Token == "" {
+			t.Fatal("parseSTSAnswer accepted an answer without a token")
+		}
+		if res.RefreshToken == "" && !res.RefreshExpiry.IsZero() {
+			t.Fatal("a refresh expiry without a refresh token")
+		}
+		if c, ok := ParseRefreshToken(res.RefreshToken); ok && !c.Expiry.IsZero() && !c.Expiry.Equal(res.RefreshExpiry) {
+			t.Fatalf("refresh expiry %v, but the refresh token says %v", res.RefreshExpiry, c.Expiry)
+		}
+	})
+}
+
+// FuzzParseSTSError: an issuer error body always becomes a one-line error with a gRPC code.
+func FuzzParseSTSError(f *testing.F) {
+	f.Add(401, []byte(`{"code":16,"message":"token expired"}`))
+	f.Add(503, []byte("<html>\n\tbad gateway</html>"))
+	f.Fuzz(func(t *testing.T, status int, body []byte) {
+		e := parseSTSError(status, body)
+		if e.Status != status || e.Code <= 0 {
+			t.Fatalf("status %d code %d for HTTP %d", e.Status, e.Code, status)
+		}
+		if strings.ContainsAny(e.Message, "\r\n") || strings.ContainsAny(e.Error(), "\r\n") {
+			t.Fatalf("error is not one line: %q", e.Error())
+		}
+		if len(e.Message) > 200+len("…") {
+			t.Fatalf("message of %d bytes; want at most 200", len(e.Message))
+		}
+	})
+}
+
+// FuzzParseRefreshToken: a refresh token (base64 JSON, not a JWT) decodes or is unreadable,
+// and RefreshTokenExpiry agrees with it.
+func FuzzParseRefreshToken(f *testing.F) {
+	f.Add("eyJpc3MiOiJ0ZXN0Iiwic3ViIjoidSIsImlhdCI6MTg5OTk5NjQwMCwiZXhwIjoxOTAwMDAwMDAwfQ==")
+	f.Add("eyJleHAiOnsic2Vjb25kcyI6IjE5MDAwMDAwMDAifX0")
+	f.Fuzz(func(t *testing.T, rt string) {
+		c, ok := ParseRefreshToken(rt)
+		if !ok && c != (RefreshTokenClaims{}) {
+			t.Fatal("claims of an unreadable refresh token")
+		}
+		if exp := RefreshTokenExpiry(rt); !exp.Equal(c.Expiry) {
+			t.Fatalf("RefreshTokenExpiry %v, ParseRefreshToken %v", exp, c.Expiry)
+		}
+	})
+}
+
+// FuzzAPIError: a platform API error body becomes one line of valid UTF-8.
+func FuzzAPIError(f *testing.F) {
+	f.Add(404, []byte(`{"code":5,"message":"identity \"x\" not found"}`))
+	f.Add(500, []byte("\xff\xfe not json\n"))
+	f.Fuzz(func(t *testing.T, status int, body []byte) {
+		err := apiError("create identity", status, body)
+		var ae *APIError
+		if !errors.As(err, &ae) {
+			t.Fatalf("apiError returned %T", err)
+		}
+		msg := err.Error()
+		if strings.ContainsAny(msg, "\r\n") {
+			t.Fatalf("error is not one line: %q", msg)
+		}
+		if utf8.ValidString(string(body)) && !utf8.ValidString(ae.Message) {
+			t.Fatalf("message made invalid UTF-8 from valid input: %q", ae.Message)
+		}
+	})
+}
+
+// fuzzStore is an in-memory keystore.Store.
+type fuzzStore map[string][]byte
+
+func (s fuzzStore) Get(_ context.Context, k string) ([]byte, error) {
+	if v, ok := s[k]; ok {
+		return v, nil
+	}
+	return nil, keystore.ErrNotFound
+}
+func (s fuzzStore) Set(_ context.Context, k string, v []byte) error { s[k] = v; return nil }
+func (s fuzzStore) Delete(_ context.Context, k string) error        { delete(s, k); return nil }
+func (s fuzzStore) DeleteAll(context.Context) error                 { clear(s); return nil }
+func (s fuzzStore) Describe() string                                { return "fuzz store" }
+func (s fuzzStore) Kind() string                                    { return "file" }
+
+// FuzzStoredRecords: whatever bytes the store holds under the session, cached-token and
+// pull-token keys (a damaged or hand-edited file), reading them never panics, and what comes
+// back is either a usable record or one of the documented errors.
+func FuzzStoredRecords(f *testing.F) {
+	f.Add([]byte(`{"token":"a.b.c","expiry":"2030-01-01T00:00:00Z","skew_ns":5}`))
+	f.Add([]byte(`{"kind":"identity","refresh_token":"x","tokens":{"cgr.dev":"2030-01-01T00:00:00Z"},"skew_ns":-1}`))
+	f.Add([]byte(`{"identity":"0123456789012345678901234567890123456789/0123456789abcdef","token":"a.b.c","expiry":"2030-01-01T00:00:00Z","ttl_ns":1}`))
+	const ih, host = "issuer.example", "cgr.dev"
+	s := config.Settings{Issuer: "https://" + ih, API: "https://api.example", Audience: "cgr.dev", Registries: []string{host}, StoreDir: f.TempDir()}
+	f.Fuzz(func(t *testing.T, val []byte) {
+		st := fuzzStore{sessionKey(ih): val, tokenKey(ih, "cgr.dev"): val, pullKey(host): val}
+		d := Deps{Settings: s, Store: st, Clock: SystemClock{}}
+		ctx := context.Background()
+		if tok, rec, err := readTokenRecord(ctx, st, tokenKey(ih, "cgr.dev")); err != nil || (tok == nil) != (rec == nil) {
+			t.Fatalf("readTokenRecord: token %v, record %v, err %v", tok != nil, rec != nil, err)
+		} else if tok != nil {
+			tok.Fresh(time.Now().Add(time.Duration(rec.SkewNS)))
+		}
+		sess := NewSession(d)
+		if info, err := sess.Info(ctx); err != nil && !errors.Is(err, ErrNoCredential) && !errors.Is(err, keystore.ErrNotFound) {
+			var fe *FixableError
+			if !errors.As(err, &fe) {
+				t.Fatalf("Info: undocumented error %T: %v", err, err)
+			}
+		} else if err == nil && info == nil {
+			t.Fatal("Info: no info and no error")
+		}
+		pt, err := NewPullTokens(d, sess).Stored(ctx, host)
+		switch {
+		case err == nil:
+			if pt == nil || pt.Token == "" || !ValidIdentityID(pt.Identity) {
+				t.Fatalf("Stored served an unusable pull token: %+v", pt)
+			}
+		case errors.Is(err, ErrNoCredential):
+		default:
+			var fe *FixableError
+			if !errors.As(err, &fe) || strings.ContainsAny(err.Error(), "\r\n") {
+				t.Fatalf("Stored: not a one-line fixable error: %T: %q", err, err)
+			}
+		}
+	})
+}
