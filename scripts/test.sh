@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what it needs, then runs every test, the keychain tests
-# against a real gnome-keyring in a private D-Bus session.
+# against a real gnome-keyring in a private D-Bus session. Ends with a tally and every
+# skipped test with its reason, so a skip never passes for a pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -8,4 +9,25 @@ export PATH="$PWD/.cache/bin:$PATH"
 unformatted=$(gofmt -l $(git ls-files '*.go'))
 if [ -n "$unformatted" ]; then echo "gofmt needed: $unformatted" >&2; exit 1; fi
 go vet ./...
-scripts/with-keyring.sh go test -count=1 -timeout 30m "$@" ./...
+
+log=.cache/test.log
+set +e
+scripts/with-keyring.sh go test -count=1 -timeout 30m -v "$@" ./... >"$log" 2>&1
+rc=$?
+set -e
+# Package lines, failures with their output, and skips with their reasons.
+grep -E '^(ok|FAIL|panic:|\?)' "$log" | grep -v 'no test files' || true
+if [ $rc -ne 0 ]; then
+  echo; echo "Failures:"
+  awk '/^(=== RUN|=== CONT|=== PAUSE)/{next} /--- FAIL/{p=1} /^(---|===) (PASS|SKIP)/{p=0} p' "$log" | head -300
+fi
+skips=$(grep -cE '^\s*--- SKIP' "$log" || true)
+if [ "$skips" -gt 0 ]; then
+  echo; echo "Skipped:"
+  grep -A1 -E '^\s*--- SKIP' "$log" | grep -vE '^--$' | head -40
+fi
+passed=$(grep -cE '^\s*--- PASS' "$log" || true)
+failed=$(grep -cE '^\s*--- FAIL' "$log" || true)
+echo
+echo "$passed passed, $failed failed, $skips skipped"
+exit $rc
