@@ -127,29 +127,39 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// Many helpers at once (parallel pulls, BuildKit) lose nothing.
+// Many helpers at once (parallel pulls, BuildKit) lose nothing: stores and gets on two
+// hosts while a third is erased over and over.
 func TestConcurrentProcesses(t *testing.T) {
 	w := newWorld(t, emulator.Options{})
 	w.login()
-	host := w.emu.RegistryHost()
+	a, b, c := w.emu.RegistryHost(), "127.0.0.1:1", "127.0.0.1:2"
 	id, tok := w.pullToken()
+	w.env["CGR_REGISTRY"] = strings.Join([]string{a, b, c}, ",")
 	prog := w.program()
+	for _, h := range []string{a, b, c} {
+		if err := client.Store(prog, &credentials.Credentials{ServerURL: h, Username: id, Secret: tok}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var wg sync.WaitGroup
-	errs := make(chan error, 64)
+	errs := make(chan error, 256)
 	for i := 0; i < 16; i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
 			for j := 0; j < 4; j++ {
-				switch (i + j) % 3 {
-				case 0:
+				host := []string{a, b}[(i+j)%2]
+				switch (i + j) % 4 {
+				case 0, 1:
 					errs <- client.Store(prog, &credentials.Credentials{ServerURL: host, Username: id, Secret: tok})
-				default:
-					c, err := client.Get(prog, host)
-					if err == nil && c.Secret == "" {
-						err = errors.New("empty secret")
+				case 2:
+					got, err := client.Get(prog, host)
+					if err == nil && (got.Username != id || got.Secret != tok) {
+						err = errors.New("get answered another credential for " + host)
 					}
 					errs <- err
+				case 3:
+					errs <- client.Erase(prog, c)
 				}
 			}
 		}(i)
@@ -161,9 +171,17 @@ func TestConcurrentProcesses(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	c, err := client.Get(prog, host)
-	if err != nil || c.Username != id || c.Secret != tok {
-		t.Fatalf("after concurrent store/get: %v", err)
+	for _, h := range []string{a, b} {
+		got, err := client.Get(prog, h)
+		if err != nil || got.Username != id || got.Secret != tok {
+			t.Fatalf("after concurrent store/get/erase, %s lost its credential: %v", h, err)
+		}
+	}
+	if _, err := client.Get(prog, c); !credentials.IsErrCredentialsNotFound(err) {
+		t.Fatalf("erased host still answers: %v", err)
+	}
+	if got, _ := client.List(prog); got[a] != id || got[b] != id || got[c] != "" {
+		t.Fatalf("list after the storm = %v", got)
 	}
 }
 
