@@ -40,7 +40,7 @@ const (
 	targetRSSBytes      = 20 << 20
 	refreshRounds       = 3
 	concurrentGets      = 24
-	refreshTTL          = 12 * time.Second // freshness margin: a quarter, 3 s; the helper rejects tokens living ≤ 10 s
+	refreshTTL          = 8 * time.Second // freshness margin: a quarter, 2 s
 )
 
 func main() {
