@@ -4,6 +4,7 @@ import (
 	"errors"
 	"regexp"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -15,7 +16,9 @@ import (
 // hostRE is what a registry host may look like after parsing: a DNS name or IPv4 address, or a
 // bracketed IPv6 address, with an optional port. Anything else (percent-escapes, backslashes,
 // unicode look-alikes) is not a host we serve.
-var hostRE = regexp.MustCompile(`^(?:[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?$`)
+var hostRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(?:[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?$`)
+})
 
 var errForeign = errors.New("not a served registry")
 
@@ -43,7 +46,7 @@ func ServedHost(s config.Settings, raw string) (string, error) {
 		return "", errForeign
 	}
 	host := strings.ToLower(u.Host)
-	if !hostRE.MatchString(host) || !s.Serves(host) {
+	if !hostRE().MatchString(host) || !s.Serves(host) {
 		return "", errForeign
 	}
 	// A token travels over plain http only to loopback (the contract's rule for endpoints).

@@ -20,10 +20,11 @@ import (
 const apiTimeout = 20 * time.Second
 
 // uidpRE matches an identity id (UIDP): a 40-hex root, then /16-hex per level.
-var uidpRE = regexp.MustCompile(`^[0-9a-f]{40}(?:/[0-9a-f]{16})*$`)
+// Compiled on first use: package inits are paid by every `get`.
+var uidpRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-f]{40}(?:/[0-9a-f]{16})*$`) })
 
 // ValidIdentityID reports whether id is a well-formed identity id (UIDP).
-func ValidIdentityID(id string) bool { return uidpRE.MatchString(id) }
+func ValidIdentityID(id string) bool { return uidpRE().MatchString(id) }
 
 // parentOf is the id one level up ("" for a root).
 func parentOf(id string) string {

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/cgrtools/docker-credential-cgr/internal/config"
 )
@@ -31,7 +32,7 @@ type Probe struct {
 }
 
 var (
-	identityRE = regexp.MustCompile(`^([0-9a-f]{40})(?:/[0-9a-f]{16})+$`)
+	identityRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([0-9a-f]{40})(?:/[0-9a-f]{16})+$`) })
 	// registry error bodies: {"errors":[{"code","message"}]}
 )
 
@@ -202,7 +203,7 @@ func orgFix(p Probe) string {
 // username is <org>/<16 hex>; a Chainguard token's sub is that too for an identity (a
 // user's sub is a bare id that names no org).
 func tokenOrg(username, secret string) string {
-	if m := identityRE.FindStringSubmatch(username); m != nil {
+	if m := identityRE().FindStringSubmatch(username); m != nil {
 		return m[1]
 	}
 	if username != "_token" {
@@ -222,7 +223,7 @@ func tokenOrg(username, secret string) string {
 	if json.Unmarshal(b, &c) != nil {
 		return ""
 	}
-	if m := identityRE.FindStringSubmatch(c.Sub); m != nil {
+	if m := identityRE().FindStringSubmatch(c.Sub); m != nil {
 		return m[1]
 	}
 	return ""

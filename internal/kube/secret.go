@@ -7,15 +7,17 @@
 package kube
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"sort"
+	"sync"
 	"time"
 
-	"sigs.k8s.io/yaml"
+	"go.yaml.in/yaml/v3"
 )
 
 // DefaultSecretName is the Secret's name when none is given.
@@ -71,16 +73,19 @@ type SecretOptions struct {
 
 var (
 	// RFC 1123 subdomain (Secret names) and label (namespaces).
-	dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
-	dnsLabel     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	// Compiled on first use: every package init is paid by every `get`.
+	dnsSubdomain = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	})
+	dnsLabel = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`) })
 )
 
 // ValidateNames checks a Secret name and namespace as the API server would.
 func ValidateNames(name, namespace string) error {
-	if name != "" && (len(name) > 253 || !dnsSubdomain.MatchString(name)) {
+	if name != "" && (len(name) > 253 || !dnsSubdomain().MatchString(name)) {
 		return fmt.Errorf("secret name %q is not a valid Kubernetes name (lower-case letters, digits, '-' and '.')", name)
 	}
-	if namespace != "" && (len(namespace) > 63 || !dnsLabel.MatchString(namespace)) {
+	if namespace != "" && (len(namespace) > 63 || !dnsLabel().MatchString(namespace)) {
 		return fmt.Errorf("namespace %q is not a valid Kubernetes namespace (lower-case letters, digits and '-')", namespace)
 	}
 	return nil
@@ -132,7 +137,7 @@ func NewSecret(o SecretOptions) (*Secret, error) {
 func (s *Secret) Encode(format string) ([]byte, error) {
 	switch format {
 	case "", "yaml":
-		return yaml.Marshal(s)
+		return toYAML(s)
 	case "json":
 		b, err := json.MarshalIndent(s, "", "    ")
 		if err != nil {
@@ -141,5 +146,40 @@ func (s *Secret) Encode(format string) ([]byte, error) {
 		return append(b, '\n'), nil
 	default:
 		return nil, fmt.Errorf("output format %q is not yaml or json", format)
+	}
+}
+
+// toYAML renders v as block-style YAML with the keys in JSON field order, as kubectl prints.
+// It goes through JSON (the json tags are the wire names) and yaml/v3's node tree, which
+// keeps order; yaml/v3 is linked anyway for config.yaml, where sigs.k8s.io/yaml would add
+// yaml/v2 and its init to every `get`.
+func toYAML(v any) ([]byte, error) {
+	j, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(j, &doc); err != nil {
+		return nil, err
+	}
+	blockStyle(&doc)
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// blockStyle clears the flow and quoting styles the JSON source gave every node; the
+// encoder then quotes only the strings that need it.
+func blockStyle(n *yaml.Node) {
+	n.Style = 0
+	for _, c := range n.Content {
+		blockStyle(c)
 	}
 }
