@@ -6,6 +6,10 @@
 # (every OS/arch, archives, checksums, SBOMs; nothing is published or signed), then runs the
 # linux/amd64 binary and checks every other binary is the right executable format for its
 # OS and architecture, static and stamped with the version.
+#
+# Cost on the 2-core development machine: installing goreleaser 2m03s and syft 2m23s with
+# an empty module cache (once; .cache/bin keeps them); the snapshot 1m45s with a cold Go
+# build cache, 8s warm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
