@@ -26,8 +26,21 @@ if [ "$skips" -gt 0 ]; then
   echo; echo "Skipped:"
   grep -A1 -E '^\s*--- SKIP' "$log" | grep -vE '^--$' | head -40
 fi
+# Every fuzz target briefly (their seed corpora already ran above), then the release:
+# goreleaser check, a snapshot of every OS/arch, and the binaries start or are the right kind.
+extra_failed=0
+echo
+if ! scripts/fuzz.sh "${FUZZ_SECONDS:-3}"; then extra_failed=$((extra_failed + 1)); fi
+if ! scripts/release-check.sh >.cache/release.log 2>&1; then
+  tail -40 .cache/release.log
+  echo "release-check FAILED" >&2
+  extra_failed=$((extra_failed + 1))
+else
+  tail -3 .cache/release.log
+fi
 passed=$(grep -cE '^\s*--- PASS' "$log" || true)
-failed=$(grep -cE '^\s*--- FAIL' "$log" || true)
+failed=$(( $(grep -cE '^\s*--- FAIL' "$log" || true) + extra_failed ))
+[ $extra_failed -eq 0 ] || rc=1
 echo
 echo "$passed passed, $failed failed, $skips skipped"
 exit $rc
