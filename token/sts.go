@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // The STS speaks the REST gateway of a gRPC service (PROTOCOL.md section 5): form bodies in,
@@ -404,12 +405,24 @@ func stsSleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// stsOneLine flattens whitespace and shortens s to at most max bytes (plus "…"), cutting at
+// a rune boundary: the message ends up in the one line Docker prints, and half a character
+// there is a broken glyph, or invalid UTF-8 in a JSON report.
 func stsOneLine(s string, max int) string {
 	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > max {
-		s = s[:max] + "…"
+	if len(s) <= max {
+		return s
 	}
-	return s
+	cut := max
+	// Back up over at most UTFMax-1 continuation bytes: further back there is no rune start
+	// to find (the text is not UTF-8), and the byte cut is as good as any.
+	for i := max; i > 0 && i > max-utf8.UTFMax; i-- {
+		if utf8.RuneStart(s[i]) {
+			cut = i
+			break
+		}
+	}
+	return s[:cut] + "…"
 }
 
 func depHTTP(d Deps) *http.Client {

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -135,6 +136,37 @@ func TestParseSTSError(t *testing.T) {
 		if strings.Contains(e.Error(), "\n") {
 			t.Errorf("multi-line error %q", e.Error())
 		}
+	}
+}
+
+func TestSTSOneLine(t *testing.T) {
+	euro := strings.Repeat("€", 100) // 3 bytes each: byte 200 falls inside the 67th
+	tests := []struct {
+		name, in string
+		max      int
+		want     string
+	}{
+		{"short", "identity\n\tnot found ", 200, "identity not found"},
+		{"exactly max", strings.Repeat("a", 200), 200, strings.Repeat("a", 200)},
+		{"ascii cut", strings.Repeat("a", 201), 200, strings.Repeat("a", 200) + "…"},
+		{"cut inside a rune", euro, 200, strings.Repeat("€", 66) + "…"},
+		{"cut at a rune start", euro, 201, strings.Repeat("€", 67) + "…"},
+		{"4-byte runes", strings.Repeat("𝄞", 60), 10, "𝄞𝄞…"},
+		{"not UTF-8", strings.Repeat("\x80", 20), 10, strings.Repeat("\x80", 10) + "…"},
+	}
+	for _, tt := range tests {
+		got := stsOneLine(tt.in, tt.max)
+		if got != tt.want {
+			t.Errorf("%s: got %q, want %q", tt.name, got, tt.want)
+		}
+		if utf8.ValidString(tt.in) && !utf8.ValidString(got) {
+			t.Errorf("%s: cut a character in half: %q", tt.name, got)
+		}
+	}
+	// Through the error parser, as a long non-ASCII message from the issuer arrives.
+	e := parseSTSError(400, []byte(`{"code":3,"message":"`+euro+`"}`))
+	if !utf8.ValidString(e.Error()) {
+		t.Errorf("STS error is not valid UTF-8: %q", e.Error())
 	}
 }
 
