@@ -45,8 +45,7 @@ func main() {
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx := context.Background()
 
 	// Under sudo, work as the invoking user on that user's store, so `docker pull` and
 	// `sudo docker pull` share one login. configure writes root's files too, so it stays root.
@@ -68,6 +67,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 			return 0
 		}
 	}
+	// User commands may wait (a browser login): Ctrl-C cancels them cleanly. A protocol
+	// action is short and bounded by its deadline, so it skips the signal machinery.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	app := &cli.App{
 		Getenv:  getenv,
 		Stdin:   stdin,
