@@ -53,13 +53,24 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) >= 2 && os.Args[1] == "compare-inner" { // we are in the network namespace
+		if err := compareInner(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: compare:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	helper := flag.String("helper", "bin/docker-credential-cgr", "the helper binary (built by make build)")
 	n := flag.Int("n", 300, "runs of each side of every latency comparison")
 	hist := flag.Bool("hist", true, "print ASCII histograms of the warm get and exec-floor latencies")
 	micro := flag.String("micro", "./keystore/ ./token/ ./credhelper/", "packages whose Go benchmarks are appended (empty: none)")
 	benchtime := flag.String("benchtime", "200x", "-benchtime of the Go micro-benchmarks")
+	ecr := flag.String("ecr", ".cache/bin/docker-credential-ecr-login", "docker-credential-ecr-login for the comparison (scripts/competitors.sh; empty: none)")
+	gcr := flag.String("gcr", ".cache/bin/docker-credential-gcr", "docker-credential-gcr for the comparison (scripts/competitors.sh; empty: none)")
+	compare := flag.Bool("compare", true, "add the \"Compared with other helpers\" section")
+	only := flag.Bool("compare-only", false, "run only the comparison section")
 	flag.Parse()
-	b := &bench{n: *n}
+	b := &bench{n: *n, ecr: *ecr, gcr: *gcr, doCompare: *compare, compareOnly: *only}
 	if err := b.run(*helper, *micro, *benchtime, *hist); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -73,6 +84,9 @@ type bench struct {
 	tmp    string
 	rows   []row
 	notes  []string
+
+	ecr, gcr               string // the other helpers (compare.go)
+	doCompare, compareOnly bool
 }
 
 type row struct{ measure, cgr, baseline, ratio, target, met string }
@@ -94,6 +108,18 @@ func (b *bench) run(helper, micro, benchtime string, hist bool) error {
 		return err
 	}
 	defer os.RemoveAll(b.tmp)
+	if b.compareOnly {
+		step("compared with other helpers")
+		if err := b.compare(b.ecr, b.gcr); err != nil {
+			return fmt.Errorf("compare: %w", err)
+		}
+		b.print()
+		for _, n := range b.notes {
+			fmt.Println()
+			fmt.Println(n)
+		}
+		return nil
+	}
 	floor, err := b.buildFloor(false)
 	if err != nil {
 		return fmt.Errorf("building the exec floor: %w", err)
@@ -122,6 +148,12 @@ func (b *bench) run(helper, micro, benchtime string, hist bool) error {
 		step("Go micro-benchmarks")
 		if err := b.micro(strings.Fields(micro), benchtime); err != nil {
 			return fmt.Errorf("micro-benchmarks: %w", err)
+		}
+	}
+	if b.doCompare {
+		step("compared with other helpers")
+		if err := b.compare(b.ecr, b.gcr); err != nil {
+			return fmt.Errorf("compare: %w", err)
 		}
 	}
 
