@@ -89,9 +89,13 @@ func configureFile(a Account, t Target, o Options) Change {
 	fail := func(err error) Change {
 		c.Action = Failed
 		var se *SyntaxError
-		if errors.As(err, &se) {
+		var de *DuplicateKeyError
+		switch {
+		case errors.As(err, &se):
 			c.Error = fmt.Sprintf("%v; left untouched: fix or move the file, then run `%s configure` again", err, HelperBinary)
-		} else {
+		case errors.As(err, &de):
+			c.Error = fmt.Sprintf("%v, then run `%s configure` again; left untouched", err, HelperBinary)
+		default:
 			c.Error = err.Error()
 		}
 		return c
@@ -106,7 +110,7 @@ func configureFile(a Account, t Target, o Options) Change {
 		return fail(err)
 	}
 	if !isBlank(doc) {
-		if _, err := parseDoc(doc); err != nil {
+		if _, err := parseConfig(doc, o.Hosts, false); err != nil {
 			return fail(err)
 		}
 	}
@@ -224,6 +228,11 @@ func Inspect(a Account, hosts []string, clients []Client) []Wiring {
 }
 
 func unreadable(a Account, c Client, path string, err error) Finding {
+	var de *DuplicateKeyError
+	if errors.As(err, &de) {
+		return Finding{Level: Fail, Account: a.Name, Client: c, Path: path, Saw: de.Problem,
+			Fix: fmt.Sprintf("%s in %s, then run `%s configure`", de.Remedy, path, HelperBinary)}
+	}
 	return Finding{Level: Fail, Account: a.Name, Client: c, Path: path,
 		Saw: fmt.Sprintf("cannot be read: %v", err),
 		Fix: fmt.Sprintf("fix or move %s, then run `%s configure`", path, HelperBinary)}
@@ -312,7 +321,10 @@ func inspectContainers(a Account, hosts []string, read func(string, bool) cached
 		if r := read(f.path, f.legacy); r.err != nil && !broken[f.path] {
 			broken[f.path] = true
 			fd := unreadable(a, Containers, f.path, r.err)
-			fd.Saw += " (podman, skopeo and buildah stop at this error)"
+			var de *DuplicateKeyError
+			if !errors.As(r.err, &de) { // a duplicate does not stop them: they read the last copy
+				fd.Saw += " (podman, skopeo and buildah stop at this error)"
+			}
 			w.Findings = append(w.Findings, fd)
 		}
 	}

@@ -251,6 +251,131 @@ func TestMalformedFileUntouched(t *testing.T) {
 	}
 }
 
+// A setting given twice (or in another case) is read by the clients from its last copy;
+// configure refuses the file rather than edit a copy nobody reads, and doctor fails it.
+func TestDuplicateKeysRefused(t *testing.T) {
+	tests := []struct {
+		name   string
+		doc    string
+		fix    bool
+		want   []string // in the refusal, after the path
+		remedy string   // in Inspect's fix
+	}{
+		{
+			name: "credHelpers twice",
+			doc:  `{"credHelpers":{},"credHelpers":{"cgr.dev":"other"}}`,
+			want: []string{`"credHelpers" is given 2 times (line 1 column 2 and line 1 column 19)`, "read only the last", `merge them into one "credHelpers"`},
+		},
+		{
+			name: "credHelpers in another case only",
+			doc:  "{\n\t\"CredHelpers\": {\"cgr.dev\": \"other\"}\n}\n",
+			want: []string{`"CredHelpers" (line 2) differs from "credHelpers" only in case`, `rename it "credHelpers"`},
+		},
+		{
+			name: "credHelpers beside a copy in another case",
+			doc:  "{\n\t\"credHelpers\": {\"cgr.dev\": \"cgr\"},\n\t\"CREDHELPERS\": {\"cgr.dev\": \"other\"}\n}\n",
+			want: []string{`"credHelpers" is given 2 times (line 2 and line 3 as "CREDHELPERS")`, `merge them into one "credHelpers"`},
+		},
+		{
+			name: "a served host twice in credHelpers",
+			doc:  "{\"credHelpers\": {\n\"cgr.dev\": \"cgr\",\n\"cgr.dev\": \"other\"\n}}",
+			want: []string{`"cgr.dev" is given 2 times in "credHelpers" (line 2 and line 3)`, "keep one of them"},
+		},
+		{
+			name: "a served host twice in auths",
+			doc:  `{"auths":{"cgr.dev":{"auth":"eDp5"},"ghcr.io":{},"cgr.dev":{}}}`,
+			fix:  true,
+			want: []string{`"cgr.dev" is given 2 times in "auths"`},
+		},
+		{
+			name: "credsStore twice",
+			doc:  `{"credsStore":"desktop","credsStore":""}`,
+			want: []string{`"credsStore" is given 2 times`},
+		},
+		{
+			name: "auths in another case",
+			doc:  `{"Auths":{}}`,
+			want: []string{`"Auths" (line 1) differs from "auths" only in case`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := testAccount(t, nil)
+			docker := filepath.Join(a.Home, ".docker", "config.json")
+			writeFile(t, docker, tt.doc, 0o600)
+			for _, remove := range []bool{false, true} {
+				ch := Configure(a, Options{Hosts: hosts, Clients: []Client{Docker}, Remove: remove, FixShadowing: tt.fix && !remove})
+				if len(ch) != 1 || ch[0].Action != Failed {
+					t.Fatalf("remove=%v: %+v", remove, ch)
+				}
+				line := ch[0].Line()
+				if strings.Contains(line, "\n") || !strings.HasPrefix(line, docker+": ") || !strings.HasSuffix(line, "then run `docker-credential-cgr configure` again; left untouched") {
+					t.Errorf("refusal line: %q", line)
+				}
+				for _, w := range tt.want {
+					if !strings.Contains(line, w) {
+						t.Errorf("refusal line %q does not say %q", line, w)
+					}
+				}
+				if got := readFile(t, docker); got != tt.doc {
+					t.Fatalf("refused file changed:\n%s", got)
+				}
+			}
+			w := Inspect(a, hosts, []Client{Docker})
+			if len(w) != 1 || len(w[0].Findings) == 0 {
+				t.Fatalf("Inspect: %+v", w)
+			}
+			f := w[0].Findings[0]
+			if f.Level != Fail || f.Path != docker || !strings.Contains(f.Saw, tt.want[0]) ||
+				!strings.Contains(f.Fix, docker) || !strings.Contains(f.Fix, "configure") {
+				t.Errorf("Inspect finding: %+v", f)
+			}
+		})
+	}
+}
+
+// Duplicates the clients agree on (a key the helper does not use, another registry's
+// entry) do not stop configure; their bytes stay as they are.
+func TestDuplicateKeysElsewhereKept(t *testing.T) {
+	for _, doc := range []string{
+		`{"psFormat":"a","psFormat":"b"}`,
+		`{"credHelpers":{"gcr.io":"gcloud","gcr.io":"gcr"}}`,
+		`{"auths":{"ghcr.io":{"auth":"eDp5"},"ghcr.io":{}},"plugins":{"x":{"k":"1","k":"2"}}}`,
+	} {
+		a := testAccount(t, nil)
+		docker := filepath.Join(a.Home, ".docker", "config.json")
+		writeFile(t, docker, doc, 0o600)
+		if ch := Configure(a, Options{Hosts: hosts, Clients: []Client{Docker}, FixShadowing: true}); ch[0].Action != Updated {
+			t.Fatalf("%s: %s", doc, ch[0].Line())
+		}
+		if w := Inspect(a, hosts, []Client{Docker}); len(w[0].Findings) != 0 || len(w[0].Wired) != 2 {
+			t.Errorf("%s: after configure: %+v", doc, w[0])
+		}
+		if ch := Configure(a, Options{Hosts: hosts, Clients: []Client{Docker}, Remove: true}); ch[0].Action != Updated {
+			t.Fatalf("%s: --remove: %s", doc, ch[0].Line())
+		}
+		if got := readFile(t, docker); got != doc {
+			t.Errorf("configure then --remove:\n%s\nwant\n%s", got, doc)
+		}
+	}
+}
+
+// ~/.dockercfg is itself an auths map: a served host twice in it is refused by doctor too.
+func TestDuplicateKeysLegacyDockercfg(t *testing.T) {
+	a := testAccount(t, nil)
+	cfg := filepath.Join(a.Home, ".dockercfg")
+	writeFile(t, cfg, `{"cgr.dev":{"auth":"eDp5"},"https://cgr.dev":{},"cgr.dev":{}}`, 0o600)
+	w := Inspect(a, hosts, []Client{Containers})
+	found := false
+	for _, f := range w[0].Findings {
+		found = found || f.Path == cfg && f.Level == Fail && strings.Contains(f.Saw, `"cgr.dev" is given 2 times (`) &&
+			!strings.Contains(f.Saw, "stop at this error")
+	}
+	if !found {
+		t.Errorf("no finding for the duplicate in %s: %+v", cfg, w[0].Findings)
+	}
+}
+
 func TestShadowing(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -279,6 +404,14 @@ func TestShadowing(t *testing.T) {
 			levels:  []Level{Fail},
 			fixed:   map[string]string{".docker/config.json": `{"auths":{"https://127.0.0.1:5000/v1/":{}},"credHelpers":{"cgr.dev":"cgr","127.0.0.1:5000":"cgr"}}`},
 			wiredOK: true,
+		},
+		{
+			name:   "docker: a secret field in another case is still a secret (Docker reads \"Auth\")",
+			client: Docker,
+			files: map[string]string{".docker/config.json": `{"auths":{"cgr.dev":{"Auth":"X3Rva2VuOnNlY3JldA=="}},` +
+				`"credHelpers":{"cgr.dev":"cgr","127.0.0.1:5000":"cgr"}}`},
+			want:   []string{`auths["cgr.dev"] holds a static secret; unused`},
+			levels: []Level{Warn},
 		},
 		{
 			name:   "docker: credsStore noted",

@@ -40,18 +40,18 @@ func authKeyHost(key string) (host string, path bool) {
 }
 
 // hasSecret: a static credential in an auths entry. `{}` (what Docker leaves beside a
-// credsStore) is not one.
+// credsStore) is not one. Decoded into a struct as docker/cli's AuthConfig is, so a field
+// matches in any case ("Auth") and its last copy counts, as for the clients.
 func hasSecret(raw json.RawMessage) bool {
-	var e map[string]any
-	if json.Unmarshal(raw, &e) != nil {
-		return false
+	var e struct {
+		Auth          string `json:"auth"`
+		Password      string `json:"password"`
+		IdentityToken string `json:"identitytoken"`
+		RegistryToken string `json:"registrytoken"`
 	}
-	for _, k := range []string{"auth", "password", "identitytoken", "registrytoken"} {
-		if s, _ := e[k].(string); s != "" {
-			return true
-		}
-	}
-	return false
+	// A field of another type is an error, but the string fields are still filled in.
+	json.Unmarshal(raw, &e)
+	return e.Auth != "" || e.Password != "" || e.IdentityToken != "" || e.RegistryToken != ""
 }
 
 func served(hosts []string, h string) bool {
@@ -69,7 +69,7 @@ func inspect(doc []byte, hosts []string, legacy bool) (fileInfo, error) {
 	if isBlank(doc) {
 		return info, nil
 	}
-	top, err := parseDoc(doc)
+	top, err := parseConfig(doc, hosts, legacy)
 	if err != nil {
 		return info, err
 	}

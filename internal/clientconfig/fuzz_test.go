@@ -15,7 +15,9 @@ import (
 //   - a file that is not one JSON object is left byte for byte as it was and reported failed;
 //   - a valid file stays valid JSON, keeps every other key, gets exactly the served hosts'
 //     credHelpers entries changed, loses auths entries only with FixShadowing;
-//   - a second run changes nothing.
+//   - a second run changes nothing;
+//   - a file whose settings the clients read differently from the first copy (a key given
+//     twice, or in another case) is refused, left as it was, and Inspect fails it.
 //
 // Inspect (doctor's reading of the same file) must not panic on it either.
 func FuzzConfigure(f *testing.F) {
@@ -42,7 +44,7 @@ func FuzzConfigure(f *testing.F) {
 		if err := os.WriteFile(path, doc, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		Inspect(a, hosts, []Client{Docker})
+		wiring := Inspect(a, hosts, []Client{Docker})
 		o := Options{Hosts: hosts, Clients: []Client{Docker}, Remove: remove, FixShadowing: fix}
 		changes := Configure(a, o)
 		if len(changes) != 1 {
@@ -68,6 +70,17 @@ func FuzzConfigure(f *testing.F) {
 				}
 			}
 			return
+		case clientsDisagree(doc, hosts):
+			if c.Action != Failed || !bytes.Equal(after, doc) {
+				t.Fatalf("configure %s a file whose settings the clients read from another copy:\n%q\n->\n%q", c.Action, doc, after)
+			}
+			if line := c.Line(); strings.Contains(line, "\n") || !strings.Contains(line, "left untouched") {
+				t.Fatalf("refusal is not one line saying the file is untouched: %q", line)
+			}
+			if fs := wiring[0].Findings; len(fs) == 0 || fs[0].Level != Fail || !strings.Contains(fs[0].Saw, "read") {
+				t.Fatalf("Inspect does not fail a file the clients read from another copy: %+v\n%q", fs, doc)
+			}
+			return
 		case c.Action == Failed:
 			if !bytes.Equal(after, doc) {
 				t.Fatalf("a failed edit wrote the file: %s", c.Error)
@@ -86,13 +99,6 @@ func FuzzConfigure(f *testing.F) {
 		var got map[string]json.RawMessage
 		if err := json.Unmarshal(after, &got); err != nil || got == nil {
 			t.Fatalf("configure produced invalid JSON (%v) from\n%q\n->\n%q", err, doc, after)
-		}
-		if duplicateKeys(doc) {
-			// KNOWN BUG (reported in "Evidence and release"): with a key given twice, the
-			// editor changes the first occurrence while Go clients (docker, crane, helm) read
-			// the last, so configure reports success and the client keeps the other helper.
-			// Until configure refuses or follows such files, only validity is held here.
-			return
 		}
 		if before == nil {
 			before = map[string]json.RawMessage{}
@@ -137,42 +143,74 @@ func FuzzConfigure(f *testing.F) {
 	})
 }
 
-// duplicateKeys reports whether any object in doc (valid JSON) names a key twice.
-func duplicateKeys(doc []byte) bool {
-	dec := json.NewDecoder(bytes.NewReader(doc))
-	var walk func() bool // reads one value; true when a duplicate was seen
-	walk = func() bool {
-		tok, err := dec.Token()
-		if err != nil {
-			return false
-		}
-		switch tok {
-		case json.Delim('{'):
-			seen := map[string]bool{}
-			dup := false
-			for dec.More() {
-				k, err := dec.Token()
-				if err != nil {
-					return dup
-				}
-				key, _ := k.(string)
-				dup = dup || seen[key]
-				seen[key] = true
-				dup = walk() || dup
-			}
-			dec.Token()
-			return dup
-		case json.Delim('['):
-			dup := false
-			for dec.More() {
-				dup = walk() || dup
-			}
-			dec.Token()
-			return dup
-		}
+// clientsDisagree reports whether doc (a JSON object) gives a setting configure edits in a
+// way the Go clients read differently from the first copy: encoding/json matches a struct
+// field ("auths", "credHelpers", "credsStore") in any case and keeps the last match, and a
+// map keeps the last copy of a key. Only served hosts' keys inside credHelpers and auths
+// matter. Written apart from the package's check, as the fuzz target's oracle.
+func clientsDisagree(doc []byte, hosts []string) bool {
+	top, ok := members(doc)
+	if !ok {
 		return false
 	}
-	return walk()
+	for _, name := range []string{"auths", "credHelpers", "credsStore"} {
+		var found []kv
+		for _, m := range top {
+			if strings.EqualFold(m.key, name) {
+				found = append(found, m)
+			}
+		}
+		if len(found) > 1 || len(found) == 1 && found[0].key != name {
+			return true
+		}
+		if len(found) == 0 || name == "credsStore" {
+			continue
+		}
+		inner, ok := members(found[0].val)
+		if !ok {
+			continue
+		}
+		seen := map[string]bool{}
+		for _, m := range inner {
+			h := m.key
+			if name == "auths" {
+				h, _ = authKeyHost(h)
+			}
+			if served(hosts, h) && seen[m.key] {
+				return true
+			}
+			seen[m.key] = true
+		}
+	}
+	return false
+}
+
+type kv struct {
+	key string
+	val json.RawMessage
+}
+
+// members lists an object's members in order, duplicates included; false when raw is not
+// an object.
+func members(raw []byte) ([]kv, bool) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, false
+	}
+	var out []kv
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, false
+		}
+		var m kv
+		m.key, _ = tok.(string)
+		if err := dec.Decode(&m.val); err != nil {
+			return nil, false
+		}
+		out = append(out, m)
+	}
+	return out, true
 }
 
 func jsonEqual(a, b json.RawMessage) bool {
