@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,20 +18,7 @@ import (
 	"github.com/cgrtools/docker-credential-cgr/internal/doctor"
 )
 
-var (
-	doctorMu     sync.Mutex
-	doctorExtras []func(a *App, image string) []doctor.Check
-)
-
-// registerDoctorChecks adds checks to `doctor` (session, pull tokens, clock skew, ...),
-// from another file's init(), after the standard ones and before the --image check.
-func registerDoctorChecks(f func(a *App, image string) []doctor.Check) {
-	doctorMu.Lock()
-	defer doctorMu.Unlock()
-	doctorExtras = append(doctorExtras, f)
-}
-
-// errDoctorFailed: the report says what failed; the exit status is 1 and nothing more is printed.
+// errDoctorFailed: the report says what failed; the exit status is 1, and stderr gets only this line.
 var errDoctorFailed = errors.New("doctor found problems")
 
 func init() {
@@ -66,18 +52,18 @@ Exit status 1 when anything failed.`,
 				}
 				exe, _ := os.Executable()
 				env := doctor.Env{Settings: a.Settings, Getenv: a.Getenv, Executable: exe}
-				checks := doctor.Standard(env)
-				doctorMu.Lock()
-				for _, f := range doctorExtras {
-					checks = append(checks, f(a, image)...)
-				}
-				doctorMu.Unlock()
+				// The token checks (session, pull tokens, workload identity, clock, image org)
+				// and the --image check share one opening of the store, which never starts a
+				// login, and one listing of the orgs.
+				ts := &tokenState{a: a}
+				checks := append(doctor.Standard(env), ts.checks(image)...)
 				if image != "" {
 					checks = append(checks, doctor.ImageCheck(doctor.ImageOptions{
 						Ref:         image,
 						Hosts:       a.Settings.Registries,
 						Credentials: helperCredentials(a, exe),
 						HTTP:        &http.Client{Timeout: 20 * time.Second},
+						OrgName:     ts.orgName,
 					}))
 				}
 				ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)

@@ -33,26 +33,26 @@ const (
 	stsInvalidArg = 3 // gRPC InvalidArgument: "this identity's keys have expired"
 )
 
-func init() {
-	registerDoctorChecks(func(a *App, image string) []doctor.Check {
-		s := &tokenState{a: a}
-		checks := []doctor.Check{
-			doctor.NewCheck("session", s.sessionCheck),
-			doctor.NewCheck("pull token", s.pullTokenCheck),
-			doctor.NewCheck("workload identity", s.workloadCheck),
-			doctor.NewCheck("clock", s.clockCheck),
-		}
-		if image != "" {
-			checks = append(checks, doctor.NewCheck("image org", func(ctx context.Context) []doctor.Result {
-				return s.imageOrgCheck(ctx, image)
-			}))
-		}
-		return checks
-	})
+// checks are the token checks, in the order doctor runs them (after the standard ones and
+// before the --image check); with an image, also the image org check.
+func (s *tokenState) checks(image string) []doctor.Check {
+	checks := []doctor.Check{
+		doctor.NewCheck("session", s.sessionCheck),
+		doctor.NewCheck("pull token", s.pullTokenCheck),
+		doctor.NewCheck("workload identity", s.workloadCheck),
+		doctor.NewCheck("clock", s.clockCheck),
+	}
+	if image != "" {
+		checks = append(checks, doctor.NewCheck("image org", func(ctx context.Context) []doctor.Result {
+			return s.imageOrgCheck(ctx, image)
+		}))
+	}
+	return checks
 }
 
-// tokenState is what the token checks share: the dependencies, opened once, and what the
-// session check learned (the pull-token and image checks depend on it).
+// tokenState is what the token checks share: the dependencies, opened once, what the
+// session check learned (the pull-token and image checks depend on it), and the orgs of
+// the login, listed once.
 type tokenState struct {
 	a *App
 
@@ -62,6 +62,10 @@ type tokenState struct {
 	sess  *token.Session
 	info  *token.SessionInfo // nil: not logged in (or unreadable)
 	sessV bool               // the session gave a valid token for the registry audience
+
+	groupsOnce sync.Once
+	groups     []token.Group
+	groupsErr  error
 }
 
 // deps opens the store once. Doctor never starts a login: it reports and says what to run.
@@ -429,17 +433,10 @@ func (s *tokenState) imageOrgCheck(ctx context.Context, image string) []doctor.R
 	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 	defer cancel()
 
-	// Names of the orgs the login may act in (the platform API), when there is a login.
-	var groups []token.Group
-	var groupsErr error
-	if s.info != nil {
-		groups, groupsErr = token.NewAPI(d, s.sess).Groups(ctx)
-	}
+	groups, groupsErr := s.orgGroups(ctx)
 	nameOf := func(id string) string {
-		for _, g := range groups {
-			if g.ID == id {
-				return fmt.Sprintf("%q (%s)", g.Name, id)
-			}
+		if n := groupName(groups, id); n != "" {
+			return fmt.Sprintf("%q (%s)", n, id)
 		}
 		return id
 	}
@@ -499,6 +496,41 @@ func (s *tokenState) imageOrgCheck(ctx context.Context, image string) []doctor.R
 	return []doctor.Result{{Status: doctor.Fail,
 		Saw: fmt.Sprintf("you are logged in as %s, a member of %s, but the image %s is in org %q: the registry refuses the token (403 Forbidden)", who(s.info), orgs, image, imgOrg),
 		Fix: fmt.Sprintf("%s --org %s   # as an account that is a member of %s (or ask its admin to add you)", relogin, imgOrg, imgOrg)}}
+}
+
+// orgGroups lists the orgs the login may act in (the platform API), once per doctor run;
+// nil without a login. Call it after deps.
+func (s *tokenState) orgGroups(ctx context.Context) ([]token.Group, error) {
+	if s.info == nil {
+		return nil, nil
+	}
+	s.groupsOnce.Do(func() {
+		s.groups, s.groupsErr = token.NewAPI(s.d, s.sess).Groups(ctx)
+	})
+	return s.groups, s.groupsErr
+}
+
+// orgName names an org id for the --image check ("" when there is no login or the login's
+// orgs do not include it), through the same store and session as the other token checks:
+// it never starts a login.
+func (s *tokenState) orgName(ctx context.Context, id string) string {
+	if _, err := s.deps(ctx); err != nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	groups, _ := s.orgGroups(ctx)
+	return groupName(groups, id)
+}
+
+// groupName is the name of the org id among groups; "" when it is not one of them.
+func groupName(groups []token.Group, id string) string {
+	for _, g := range groups {
+		if g.ID == id {
+			return g.Name
+		}
+	}
+	return ""
 }
 
 // rootID is the org an identity id lives in: its first 40-hex segment.

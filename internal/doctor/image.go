@@ -196,7 +196,7 @@ func forbiddenCause(p Probe, name string) string {
 }
 
 func orgFix(p Probe) string {
-	return fmt.Sprintf("docker-credential-cgr login --org %s   # log in to the image's org; or ask its admin for access; a pull token for it: docker-credential-cgr pull-token create --parent <org id of %s> --save", p.ImageOrg, p.ImageOrg)
+	return fmt.Sprintf("docker-credential-cgr login --org %s   # log in to the image's org; or ask its admin for access; a pull token for it: docker-credential-cgr pull-token create --parent %s --save", p.ImageOrg, p.ImageOrg)
 }
 
 // tokenOrg names the org a credential belongs to when the credential says: a pull token's
