@@ -23,8 +23,8 @@ var errDoctorFailed = errors.New("doctor found problems")
 
 func init() {
 	register("doctor", func(a *App) *cobra.Command {
-		var asJSON bool
-		var output, image string
+		var image string
+		var wantJSON func() (bool, error)
 		cmd := &cobra.Command{
 			Use:   "doctor [--json] [--image REF]",
 			Short: "Check everything a pull depends on and say what to run when something is wrong",
@@ -38,12 +38,9 @@ Each line says what was seen and, when something is wrong, the command that fixe
 Exit status 1 when anything failed.`,
 			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				switch output {
-				case "", "text":
-				case "json":
-					asJSON = true
-				default:
-					return &UsageError{fmt.Errorf("-o %q: use json or text", output)}
+				asJSON, err := wantJSON()
+				if err != nil {
+					return err
 				}
 				if image != "" {
 					if _, _, err := doctor.SplitImage(image); err != nil {
@@ -82,8 +79,7 @@ Exit status 1 when anything failed.`,
 				return nil
 			},
 		}
-		cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
-		cmd.Flags().StringVarP(&output, "output", "o", "", "output format: text or json")
+		wantJSON = outputFlags(cmd, "print the report as JSON")
 		cmd.Flags().StringVar(&image, "image", "", "also request a registry token for this image, e.g. cgr.dev/<org>/<image>:latest")
 		return cmd
 	})

@@ -68,7 +68,8 @@ type pullTokenJSON struct {
 func pullTokenCreate(a *App) *cobra.Command {
 	var (
 		ttl, name, parent string
-		save, asJSON      bool
+		save              bool
+		wantJSON          func() (bool, error)
 	)
 	cmd := &cobra.Command{
 		Use:   "create",
@@ -78,6 +79,10 @@ func pullTokenCreate(a *App) *cobra.Command {
   docker-credential-cgr pull-token create --json | jq -r .token`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			asJSON, err := wantJSON()
+			if err != nil {
+				return err
+			}
 			d, err := ptTTLFlag(ttl)
 			if err != nil {
 				return err
@@ -108,8 +113,8 @@ func pullTokenCreate(a *App) *cobra.Command {
 	f.StringVar(&ttl, "ttl", "720h", "lifetime, at most 8760h (days allowed: 30d)")
 	f.StringVar(&name, "name", "", "name of the pull token's identity (default \"pull-token\")")
 	f.StringVar(&parent, "parent", "", "organization (id or name) to create it in (default: your login's org, or your only org)")
-	f.BoolVar(&save, "save", false, "store it so `get` serves it and renews it before it expires")
-	f.BoolVar(&asJSON, "json", false, `print {"identity_id","token","expires"} as JSON`)
+	f.BoolVar(&save, "save", false, "store it so that get serves it and renews it before it expires")
+	wantJSON = outputFlags(cmd, `print {"identity_id","token","expires"} as JSON`)
 	return cmd
 }
 
@@ -136,14 +141,18 @@ type pullTokenListJSON struct {
 
 func pullTokenList(a *App) *cobra.Command {
 	var (
-		parent string
-		asJSON bool
+		parent   string
+		wantJSON func() (bool, error)
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the pull tokens of your organization (* marks the ones stored here)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			asJSON, err := wantJSON()
+			if err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			deps, err := a.Deps(ctx)
 			if err != nil {
@@ -196,7 +205,7 @@ func pullTokenList(a *App) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&parent, "parent", "", "organization (id or name) to list (default: your login's org, or your only org)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	wantJSON = outputFlags(cmd, "print JSON")
 	return cmd
 }
 

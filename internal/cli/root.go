@@ -161,3 +161,23 @@ func DefaultNewDeps(stderr io.Writer, getenv func(string) string, interactive bo
 		}, nil
 	}
 }
+
+// outputFlags adds --json and -o/--output (text or json) to a command whose output is data,
+// and returns what was asked for: true for JSON, or a usage error for another format.
+func outputFlags(cmd *cobra.Command, jsonHelp string) func() (bool, error) {
+	var asJSON bool
+	var output string
+	cmd.Flags().BoolVar(&asJSON, "json", false, jsonHelp)
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: text or json")
+	return func() (bool, error) {
+		switch output {
+		case "":
+			return asJSON, nil
+		case "text":
+			return false, nil
+		case "json":
+			return true, nil
+		}
+		return false, &UsageError{fmt.Errorf("-o %q: use json or text", output)}
+	}
+}

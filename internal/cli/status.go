@@ -46,8 +46,7 @@ type statusPull struct {
 
 func init() {
 	register("status", func(a *App) *cobra.Command {
-		var asJSON bool
-		var output string
+		var wantJSON func() (bool, error)
 		cmd := &cobra.Command{
 			Use:   "status [--json]",
 			Short: "Show who is logged in, where secrets are stored and when tokens expire",
@@ -57,12 +56,9 @@ token and the refresh token expire, and the stored pull tokens with their expiry
 Reads the store only: no network call, no refresh. Secrets are never printed.`,
 			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				switch output {
-				case "", "text":
-				case "json":
-					asJSON = true
-				default:
-					return &UsageError{fmt.Errorf("-o %q: use json or text", output)}
+				asJSON, err := wantJSON()
+				if err != nil {
+					return err
 				}
 				ctx := cmd.Context()
 				d, err := a.Deps(ctx)
@@ -113,8 +109,7 @@ Reads the store only: no network call, no refresh. Secrets are never printed.`,
 				return nil
 			},
 		}
-		cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
-		cmd.Flags().StringVarP(&output, "output", "o", "", "output format: text or json")
+		wantJSON = outputFlags(cmd, "print the status as JSON")
 		return cmd
 	})
 }
