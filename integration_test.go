@@ -121,10 +121,17 @@ type result struct {
 // run runs a command in this world with a deadline, so nothing a test starts can hang it.
 func (w *world) run(stdin string, name string, args ...string) result {
 	w.t.Helper()
+	return runCommand(w.t, w.environ(), "", stdin, name, args...)
+}
+
+// runCommand runs a command with env, in dir ("" = here), bounded by a deadline; a command
+// that cannot start fails the test, an exit status is a result.
+func runCommand(t *testing.T, env []string, dir, stdin, name string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = w.environ()
+	cmd.Env, cmd.Dir = env, dir
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -133,7 +140,7 @@ func (w *world) run(stdin string, name string, args ...string) result {
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
-		w.t.Fatalf("%s %v: %v", name, args, err)
+		t.Fatalf("%s %v: %v", name, args, err)
 	}
 	return result{out.String(), errb.String(), code}
 }

@@ -5,7 +5,6 @@ package main
 // configure` wires both your files and root's, and nothing root-owned is left in your home.
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -137,21 +136,7 @@ func (sw *sudoWorld) userEnv() []string {
 
 func (sw *sudoWorld) exec(env []string, dir, stdin, name string, args ...string) result {
 	sw.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env, cmd.Dir = env, dir
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		sw.t.Fatalf("%s %v: %v", name, args, err)
-	}
-	return result{out.String(), errb.String(), code}
+	return runCommand(sw.t, env, dir, stdin, name, args...)
 }
 
 // asUser runs a command as the throwaway user, in its home, with its environment.
