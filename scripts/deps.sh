@@ -16,6 +16,10 @@ command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v useradd >/dev/null || need_apt+=(passwd)
 command -v sudo >/dev/null || need_apt+=(sudo)
+command -v setpriv >/dev/null || need_apt+=(util-linux)
+command -v file >/dev/null || need_apt+=(file)         # release-check: binary formats
+[ -x /usr/bin/time ] || need_apt+=(time)               # bench: peak RSS
+command -v strace >/dev/null || need_apt+=(strace)     # bench: network attempts of other helpers
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "deps: missing ${need_apt[*]}; install them (apt-get install ${need_apt[*]}) or run as root" >&2
