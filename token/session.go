@@ -21,6 +21,10 @@ const LoginCommand = "docker-credential-cgr login"
 // expired, its refresh token was revoked or rejected, its identity is gone).
 var ErrLoginRequired = errors.New("a new login is required")
 
+// errSessionDamaged: the stored session is unreadable. It also wraps keystore.ErrNotFound, so
+// everything but `get` treats it as no session (login overwrites it, logout removes it).
+var errSessionDamaged = errors.New("the stored session is damaged")
+
 // ErrNotCacheable is returned (wrapped) by Remember for a secret it will not cache: not a
 // Chainguard token of this issuer, or already expired.
 var ErrNotCacheable = errors.New("not a cacheable token")
@@ -220,7 +224,7 @@ func readSessionRecord(ctx context.Context, st keystore.Store, ih string) (*sess
 	}
 	var rec sessionRecord
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return nil, fmt.Errorf("the stored session is damaged: %w", keystore.ErrNotFound)
+		return nil, fmt.Errorf("%w: %w", errSessionDamaged, keystore.ErrNotFound)
 	}
 	return &rec, nil
 }
@@ -239,6 +243,12 @@ func (s *Session) usable(tok *Token, rec *tokenRecord) bool {
 func (s *Session) renewLocked(ctx context.Context, aud string) (*Token, error) {
 	// Whether there is a session at all (read again under the lock).
 	switch _, err := s.readSession(ctx); {
+	case errors.Is(err, errSessionDamaged):
+		// Not "not found": that answer makes the pull anonymous and hides the cause.
+		if tok, rec, _ := s.cached(ctx, aud); s.usable(tok, rec) {
+			return tok, nil
+		}
+		return nil, &FixableError{Cause: "your " + s.d.Settings.Audience + " session in the store is damaged (unreadable)", Fix: LoginCommand, Err: fmt.Errorf("%w: %w", ErrLoginRequired, errSessionDamaged)}
 	case errors.Is(err, keystore.ErrNotFound):
 		// No session: a token remembered from `store` is served until it stops being usable.
 		if tok, rec, _ := s.cached(ctx, aud); s.usable(tok, rec) {
@@ -276,6 +286,22 @@ func (s *Session) renewLocked(ctx context.Context, aud string) (*Token, error) {
 			return nil, ErrNoCredential // logged out meanwhile
 		}
 		return nil, storeFixable(err)
+	}
+
+	// A refresh spends the refresh token (the issuer rotates it). Spend it only if the store
+	// takes writes: on a full or read-only disk the new one could not be saved, the old one
+	// would be dead, and the session lost.
+	if sess.RefreshToken != "" {
+		if err := s.writeSession(ctx, sess); err != nil {
+			if s.usable(tok, rec) {
+				fmt.Fprintf(depStderr(s.d), "warning: not refreshing: the store cannot be written (%v); using the cached token (expires %s)\n", err, sessTime(tok.Expiry))
+				return tok, nil
+			}
+			if errors.Is(err, keystore.ErrLocked) {
+				return nil, storeFixable(err)
+			}
+			return nil, &FixableError{Cause: fmt.Sprintf("cannot refresh your %s session: the store cannot be written (%v); free space or make it writable, then retry", s.d.Settings.Audience, err), Err: err}
+		}
 	}
 
 	rctx := ctx
