@@ -123,6 +123,12 @@ func (t *Token) Lifetime() time.Duration {
 // Fresh reports whether a cached Chainguard token may still be served at now (the issuer's
 // clock): more than min(5 minutes, a quarter of its lifetime) must remain.
 func (t *Token) Fresh(now time.Time) bool {
+	// Issued "in the future": the local clock jumped back since the skew was learned (a
+	// resumed laptop or VM, an NTP step). Refresh, which learns the clock again, rather
+	// than trust an expiry judged by a clock that moved.
+	if !t.IssuedAt.IsZero() && t.IssuedAt.Sub(now) > time.Minute {
+		return false
+	}
 	margin := 5 * time.Minute
 	if l := t.Lifetime(); l > 0 && l/4 < margin {
 		margin = l / 4

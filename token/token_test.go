@@ -1,0 +1,51 @@
+package token
+
+import (
+	"testing"
+	"time"
+)
+
+func TestFresh(t *testing.T) {
+	iat := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	hour := &Token{IssuedAt: iat, Expiry: iat.Add(time.Hour)}
+	short := &Token{IssuedAt: iat, Expiry: iat.Add(8 * time.Second)}
+	noIat := &Token{Expiry: iat.Add(time.Hour)}
+	for _, c := range []struct {
+		name string
+		tok  *Token
+		now  time.Time
+		want bool
+	}{
+		{"just issued", hour, iat, true},
+		{"more than 5 min left", hour, iat.Add(54 * time.Minute), true},
+		{"5 min left: refresh", hour, iat.Add(55 * time.Minute), false},
+		{"expired", hour, iat.Add(2 * time.Hour), false},
+		{"short-lived: more than a quarter left", short, iat.Add(5 * time.Second), true},
+		{"short-lived: a quarter left", short, iat.Add(6 * time.Second), false},
+		{"clock jumped back 2 h: issued in the future", hour, iat.Add(-2 * time.Hour), false},
+		{"issued a few seconds ahead (skew noise)", hour, iat.Add(-30 * time.Second), true},
+		{"no iat: 5 min margin", noIat, iat.Add(54 * time.Minute), true},
+	} {
+		if got := c.tok.Fresh(c.now); got != c.want {
+			t.Errorf("%s: Fresh = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestUsable(t *testing.T) {
+	iat := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	four := &Token{IssuedAt: iat, Expiry: iat.Add(4 * time.Second)}
+	hour := &Token{IssuedAt: iat, Expiry: iat.Add(time.Hour)}
+	if !four.Usable(iat) {
+		t.Error("a fresh 4 s token is not usable: short lifetimes must not be dead on arrival")
+	}
+	if four.Usable(iat.Add(3700 * time.Millisecond)) {
+		t.Error("a 4 s token with 0.3 s left is usable")
+	}
+	if !hour.Usable(iat.Add(59 * time.Minute)) {
+		t.Error("an hour token with a minute left is not usable")
+	}
+	if hour.Usable(iat.Add(time.Hour - 5*time.Second)) {
+		t.Error("an hour token with 5 s left is usable")
+	}
+}
