@@ -263,6 +263,10 @@ func inspectDockerFormat(a Account, c Client, path string, hosts []string, read 
 		case Helper:
 			w.Wired = append(w.Wired, h)
 		case "":
+			if r.info.credsStore == Helper { // the global credsStore is this helper: wired
+				w.Wired = append(w.Wired, h)
+				continue
+			}
 			w.Findings = append(w.Findings, Finding{Level: Fail, Account: a.Name, Client: c, Path: path, Host: h,
 				Saw: fmt.Sprintf("no credHelpers entry for %s: %s does not ask %s", h, clientNames[c], HelperBinary),
 				Fix: fmt.Sprintf("%s configure %s", HelperBinary, flag)})
@@ -279,9 +283,9 @@ func inspectDockerFormat(a Account, c Client, path string, hosts []string, read 
 		case s.path:
 			f.Level = Fail
 			f.Saw = fmt.Sprintf("auths[%q] holds a static secret; crane, ko and cosign look up the repository before the host and use it instead of the helper", s.key)
-		case r.info.helpers[s.host] == Helper:
+		case r.info.helpers[s.host] == Helper || (r.info.helpers[s.host] == "" && r.info.credsStore == Helper):
 			f.Level = Warn
-			f.Saw = fmt.Sprintf("auths[%q] holds a static secret; unused while credHelpers routes %s to the helper, but it rests on disk and expires unnoticed", s.key, s.host)
+			f.Saw = fmt.Sprintf("auths[%q] holds a static secret; unused while %s routes %s to the helper, but it rests on disk and expires unnoticed", s.key, routedBy(r.info.helpers[s.host]), s.host)
 		default:
 			f.Level = Fail
 			f.Saw = fmt.Sprintf("auths[%q] holds a static secret that %s uses instead of the helper", s.key, clientNames[c])
@@ -361,6 +365,10 @@ func inspectContainers(a Account, hosts []string, read func(string, bool) cached
 					Saw: fmt.Sprintf("auths[%q] holds a static secret; podman, skopeo and buildah read this file first and use it instead of the helper", s.key),
 					Fix: fixFor(f.path, f.legacy)})
 			}
+			if !decided && r.info.credsStore == Helper { // the file's default store is this helper
+				decided = true
+				w.Wired = append(w.Wired, h)
+			}
 			if decided {
 				break
 			}
@@ -372,4 +380,12 @@ func inspectContainers(a Account, hosts []string, read func(string, bool) cached
 		}
 	}
 	return w
+}
+
+// routedBy names what sends a host to the helper: its credHelpers entry or the credsStore.
+func routedBy(helperEntry string) string {
+	if helperEntry == Helper {
+		return "credHelpers"
+	}
+	return "credsStore"
 }

@@ -436,6 +436,16 @@ func TestShadowing(t *testing.T) {
 			wiredOK: true,
 		},
 		{
+			name:   "docker: the helper as the global credsStore is wired",
+			client: Docker,
+			files:  map[string]string{".docker/config.json": `{"credsStore":"cgr"}`},
+		},
+		{
+			name:   "containers: the helper as credsStore is wired",
+			client: Containers,
+			files:  map[string]string{".config/containers/auth.json": `{"credsStore":"cgr"}`},
+		},
+		{
 			name:   "containers: docker config read last is enough",
 			client: Containers,
 			files:  map[string]string{".docker/config.json": `{"credHelpers":{"cgr.dev":"cgr","127.0.0.1:5000":"cgr"}}`},
