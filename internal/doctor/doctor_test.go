@@ -208,7 +208,8 @@ func TestProbeImageAgainstEmulator(t *testing.T) {
 		t.Errorf("expired: %+v", res)
 	}
 	c = ImageCheck(ImageOptions{Ref: "docker.io/library/alpine", Hosts: []string{host}})
-	if res := Run(context.Background(), []Check{c}).Results[0]; res.Status != Fail || !strings.Contains(res.Fix, "CGR_REGISTRY=") {
+	// Another registry: not our business, and never a fix that would send it our tokens.
+	if res := Run(context.Background(), []Check{c}).Results[0]; res.Status != Skip || res.Fix != "" || !strings.Contains(res.Saw, "not involved") {
 		t.Errorf("foreign host: %+v", res)
 	}
 	c = ImageCheck(ImageOptions{Ref: e.PrivateImage(), Hosts: []string{host},

@@ -349,8 +349,9 @@ func ImageCheck(o ImageOptions) Check {
 			served = served || h == host
 		}
 		if !served {
-			return []Result{{Status: Fail, Saw: fmt.Sprintf("%s is not a registry this helper serves (%s)", host, strings.Join(o.Hosts, ", ")),
-				Fix: fmt.Sprintf("export CGR_REGISTRY=%s", strings.Join(append(append([]string{}, o.Hosts...), host), ","))}}
+			// Not a Chainguard registry: this helper is not involved, and it must never be
+			// told to serve one (it would hand Chainguard tokens to that host).
+			return []Result{{Status: Skip, Saw: fmt.Sprintf("%s is not a registry this helper serves (%s): docker-credential-cgr is not involved in pulling %s", host, strings.Join(o.Hosts, ", "), o.Ref)}}
 		}
 		var user, secret string
 		if o.Credentials != nil {
