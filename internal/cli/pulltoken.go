@@ -122,9 +122,11 @@ func pullTokenCreate(a *App) *cobra.Command {
 func printCreated(w io.Writer, hosts []string, pt *token.PullToken, saved bool) {
 	fmt.Fprintf(w, "Pull token %s (%s) expires %s.\n", pt.Identity, pt.Name, pt.Expiry.UTC().Format(time.RFC3339))
 	fmt.Fprintf(w, "Username: %s\nPassword (shown once; keep it secret):\n%s\n\n", pt.Identity, pt.Token)
-	fmt.Fprintln(w, "Log in with it (put the password in CGR_PULL_TOKEN; it never appears in argv):")
+	// A line that runs as pasted. printf is a shell builtin, so the token travels through
+	// stdin and never shows in a process's argv; a JWT needs no escaping inside ''.
+	fmt.Fprintln(w, "Log in with it (the token goes through stdin, never argv):")
 	for _, h := range hosts {
-		fmt.Fprintf(w, "  printf '%%s' \"$CGR_PULL_TOKEN\" | docker login %s --username %s --password-stdin\n", h, pt.Identity)
+		fmt.Fprintf(w, "  printf '%%s' '%s' | docker login %s --username %s --password-stdin\n", pt.Token, h, pt.Identity)
 	}
 	if saved {
 		fmt.Fprintf(w, "\nSaved: `get` serves it for %s and renews it before it expires while you are logged in.\n", strings.Join(hosts, ", "))
