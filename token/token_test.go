@@ -1,6 +1,9 @@
 package token
 
 import (
+	"context"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -47,5 +50,20 @@ func TestUsable(t *testing.T) {
 	}
 	if hour.Usable(iat.Add(time.Hour - 5*time.Second)) {
 		t.Error("an hour token with 5 s left is usable")
+	}
+}
+
+// An identity token that is neither a JWT nor a file may be an opaque secret: the error
+// says what is wrong without echoing it. A real path is named.
+func TestIdentityTokenErrorsDoNotEchoTheToken(t *testing.T) {
+	const opaque = "s3cr3t-opaque-token-value"
+	_, err := identityToken(context.Background(), Deps{}, opaque, "", false)
+	if err == nil || strings.Contains(err.Error(), opaque) {
+		t.Fatalf("error %v; want one that does not echo the value", err)
+	}
+	missing := filepath.Join(t.TempDir(), "token")
+	_, err = identityToken(context.Background(), Deps{}, missing, "", false)
+	if err == nil || !strings.Contains(err.Error(), missing) || strings.Count(err.Error(), missing) != 1 {
+		t.Fatalf("error %v; want one naming the path once", err)
 	}
 }

@@ -151,7 +151,15 @@ func identityToken(ctx context.Context, d Deps, spec, literal string, actions bo
 	}
 	b, err := os.ReadFile(spec)
 	if err != nil {
-		return "", &FixableError{Cause: fmt.Sprintf("cannot read the identity token file: %v", err)}
+		if !strings.ContainsRune(spec, os.PathSeparator) {
+			// Not a JWT and not a path: it may be an opaque token. Never echo it.
+			return "", &FixableError{Cause: "the identity token is neither a JWT nor a readable file: give a JWT, or a path to a file holding one (CGR_IDENTITY_TOKEN, --identity-token)"}
+		}
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is the spec itself: say it once, below
+		}
+		return "", &FixableError{Cause: fmt.Sprintf("cannot read the identity token file %s: %v", spec, err)}
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
