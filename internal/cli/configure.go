@@ -20,7 +20,8 @@ type configureReport struct {
 
 func init() {
 	register("configure", func(a *App) *cobra.Command {
-		var docker, containers, helm, remove, dryRun, fix, asJSON bool
+		var docker, containers, helm, remove, dryRun, fix bool
+		var wantJSON func() (bool, error)
 		cmd := &cobra.Command{
 			Use:   "configure [--docker] [--containers] [--helm] [--remove] [--dry-run] [--fix-shadowing]",
 			Short: "Wire Docker, containers (podman, skopeo, buildah) and helm to this helper",
@@ -38,6 +39,10 @@ Warns about what keeps a client from asking the helper: a static secret in "auth
 served host (--fix-shadowing deletes those entries), a file read earlier, a credsStore.`,
 			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
+				asJSON, err := wantJSON()
+				if err != nil {
+					return err
+				}
 				var clients []clientconfig.Client
 				for _, c := range []struct {
 					on bool
@@ -128,7 +133,7 @@ served host (--fix-shadowing deletes those entries), a file read earlier, a cred
 		f.BoolVar(&remove, "remove", false, "remove this helper's credHelpers entries instead")
 		f.BoolVar(&dryRun, "dry-run", false, "say what would change, write nothing")
 		f.BoolVar(&fix, "fix-shadowing", false, `also delete "auths" entries holding a static secret for a served host`)
-		f.BoolVar(&asJSON, "json", false, "print the changes as JSON on stdout")
+		wantJSON = outputFlags(cmd, "print the changes as JSON on stdout")
 		return cmd
 	})
 }

@@ -22,6 +22,7 @@ func init() {
 
 func kubeSecretCmd(a *App) *cobra.Command {
 	var name, namespace, ttl, parent, output string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "kube-secret",
 		Short: "Print a Kubernetes Secret (kubernetes.io/dockerconfigjson) holding a fresh pull token",
@@ -37,6 +38,9 @@ or use ` + "`kubelet-provider`" + `, which needs no Secret.`,
 			d, err := ptTTLFlag(ttl)
 			if err != nil {
 				return err
+			}
+			if asJSON {
+				output = "json"
 			}
 			if output != "yaml" && output != "json" {
 				return &UsageError{fmt.Errorf("-o %q: want yaml or json", output)}
@@ -83,6 +87,7 @@ or use ` + "`kubelet-provider`" + `, which needs no Secret.`,
 	f.StringVar(&ttl, "ttl", "720h", "lifetime of the pull token, at most 8760h (days allowed: 30d)")
 	f.StringVar(&parent, "parent", "", "organization (id or name) to create the pull token in")
 	f.StringVarP(&output, "output", "o", "yaml", "output format: yaml or json")
+	f.BoolVar(&asJSON, "json", false, "print the Secret as JSON (same as -o json)")
 	return cmd
 }
 
