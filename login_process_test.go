@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -124,5 +125,31 @@ func TestIssuerDownFreshTokenServed(t *testing.T) {
 	w.emu.SetFault(emulator.Fault{IssuerDown: true})
 	if _, secret, r := w.get(host); r.code != 0 || secret != first {
 		t.Fatalf("get with the issuer down and a fresh token: exit %d %q", r.code, r.stdout)
+	}
+}
+
+// status after a plain browser login names the user, the org (learned at login), where the
+// secrets are and when the session expires; --json carries the same.
+func TestStatusAfterLogin(t *testing.T) {
+	w := newWorld(t, emulator.Options{})
+	w.login()
+	r := w.helper("", "status", "--json")
+	var st struct {
+		LoggedIn      bool   `json:"logged_in"`
+		Subject       string `json:"subject"`
+		Email         string `json:"email"`
+		Org           string `json:"org"`
+		Store         string `json:"store"`
+		RefreshExpiry string `json:"refresh_expiry"`
+	}
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &st) != nil {
+		t.Fatalf("status --json: exit %d: %s", r.code, r.stderr)
+	}
+	u := w.emu.User()
+	if !st.LoggedIn || st.Subject != u.ID || st.Email != u.Email || st.Org != w.emu.Org().Name || st.Store == "" || st.RefreshExpiry == "" {
+		t.Fatalf("status --json = %+v; want %s, %s, org %s", st, u.ID, u.Email, w.emu.Org().Name)
+	}
+	if r := w.helper("", "status"); r.code != 0 || !strings.Contains(r.stdout, w.emu.Org().Name) || !strings.Contains(r.stdout, u.Email) {
+		t.Fatalf("status: exit %d:\n%s", r.code, r.stdout)
 	}
 }

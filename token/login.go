@@ -62,7 +62,33 @@ func Login(ctx context.Context, d Deps, o LoginOptions) (*SessionInfo, error) {
 	if err := s.saveLogin(ctx, rec, tok); err != nil {
 		return nil, err
 	}
+	if (rec.Kind == "" || rec.Kind == "user") && rec.Org == "" {
+		s.learnOrg(ctx)
+	}
 	return s.Info(ctx)
+}
+
+// learnOrg records the user's organization when there is exactly one, so that `status`
+// names it (and `pull-token create` defaults to it) without a network call. Best effort:
+// a login never fails for it.
+func (s *Session) learnOrg(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	groups, err := NewAPI(s.d, s).Groups(ctx)
+	if err != nil || len(groups) != 1 {
+		return
+	}
+	unlock, err := lockStore(ctx, s.d, lockName("refresh", s.ih))
+	if err != nil {
+		return
+	}
+	defer unlock()
+	rec, err := s.readSession(ctx)
+	if err != nil || rec.Org != "" {
+		return
+	}
+	rec.Org = groups[0].Name
+	_ = s.writeSession(ctx, rec)
 }
 
 // saveLogin replaces the stored session under the refresh lock: cached tokens of the

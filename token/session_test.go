@@ -288,6 +288,10 @@ func TestRefreshOtherAudience(t *testing.T) {
 	v.login(t)
 	v.e.ResetCounts()
 	s := NewSession(v.d)
+	// Login fetched an API token (to learn the org); drop it so this audience is refreshed.
+	if err := v.d.Store.Delete(v.ctx, tokenKey(s.ih, v.d.Settings.API)); err != nil {
+		t.Fatal(err)
+	}
 	tok, err := s.Token(v.ctx, v.d.Settings.API)
 	if err != nil {
 		t.Fatal(err)
