@@ -113,3 +113,13 @@ func FuzzServedHost(f *testing.F) {
 		}
 	})
 }
+
+// An IPv6 loopback issuer ([::1]) is a valid setting: its host must not break store keys.
+func TestIPv6LoopbackIssuer(t *testing.T) {
+	f := newFixture(t, nil)
+	f.env["CGR_ISSUER"] = "http://[::1]:9"
+	f.reload()
+	if out, code := f.do("get", f.emu.RegistryHost()); code != 1 || out != notFound+"\n" {
+		t.Fatalf("get with an IPv6 loopback issuer and nothing stored = %d %q; want the not-found line", code, out)
+	}
+}

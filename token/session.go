@@ -99,7 +99,7 @@ type tokenRecord struct {
 	SkewNS int64     `json:"skew_ns,omitempty"`
 }
 
-func sessionKey(ih string) string { return "session/" + ih }
+func sessionKey(ih string) string { return storeKey("session/" + ih) }
 
 func tokenKey(ih, aud string) string { return storeKey("token/" + ih + "/" + aud) }
 
