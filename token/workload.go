@@ -151,7 +151,7 @@ func identityToken(ctx context.Context, d Deps, spec, literal string, actions bo
 	}
 	b, err := os.ReadFile(spec)
 	if err != nil {
-		if !strings.ContainsRune(spec, os.PathSeparator) {
+		if !looksLikePath(spec) {
 			// Not a JWT and not a path: it may be an opaque token. Never echo it.
 			return "", &FixableError{Cause: "the identity token is neither a JWT nor a readable file: give a JWT, or a path to a file holding one (CGR_IDENTITY_TOKEN, --identity-token)"}
 		}
@@ -216,4 +216,13 @@ func actionsToken(ctx context.Context, d Deps) (string, error) {
 		return "", errors.New("GitHub Actions answered without an OIDC token")
 	}
 	return v.Value, nil
+}
+
+// looksLikePath: absolute or explicitly relative, one line, no blanks. Only such a value is
+// echoed in an error; anything else may be a token (opaque, or a mangled JWT).
+func looksLikePath(s string) bool {
+	if strings.ContainsAny(s, " \t\r\n") || len(s) > 4096 {
+		return false
+	}
+	return strings.HasPrefix(s, "/") || strings.HasPrefix(s, "./") || strings.HasPrefix(s, "../") || strings.HasPrefix(s, "~/")
 }
