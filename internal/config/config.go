@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -48,15 +47,90 @@ type Settings struct {
 	ConfigFile string // the config file that was read ("" when none)
 }
 
-// File is the shape of config.yaml. Every key is optional.
+// File is what config.yaml may set. Every key is optional; keys are matched without regard
+// to case, "-" or "_", and with or without the CGR_ prefix of the matching variable
+// (store_dir, store-dir, CGR_STORE_DIR). registry may be a list.
 type File struct {
-	Registry  string `yaml:"registry"`
-	Issuer    string `yaml:"issuer"`
-	API       string `yaml:"api"`
-	Audience  string `yaml:"audience"`
-	Store     string `yaml:"store"`
-	StoreDir  string `yaml:"store_dir"`
-	AutoLogin *bool  `yaml:"auto_login"`
+	Registry      string
+	Issuer        string
+	API           string
+	Audience      string
+	Store         string
+	StoreDir      string
+	Identity      string
+	IdentityToken string
+	Browser       string
+	AutoLogin     *bool
+}
+
+// parseFile reads config.yaml. An unknown key is an error, not silence: a misspelt setting
+// would otherwise be ignored without a word.
+func parseFile(b []byte) (File, error) {
+	var raw map[string]yaml.Node
+	if err := yaml.Unmarshal(b, &raw); err != nil {
+		return File{}, err
+	}
+	var f File
+	for k, n := range raw {
+		key := strings.ReplaceAll(strings.ToLower(strings.TrimSpace(k)), "-", "_")
+		key = strings.TrimPrefix(key, "cgr_")
+		var val string
+		switch {
+		case n.Kind == yaml.ScalarNode:
+			val = strings.TrimSpace(n.Value)
+		case n.Kind == yaml.SequenceNode && (key == "registry" || key == "registries"):
+			var parts []string
+			for _, c := range n.Content {
+				if c.Kind != yaml.ScalarNode {
+					return File{}, fmt.Errorf("%s: a list of hosts, please", k)
+				}
+				parts = append(parts, c.Value)
+			}
+			val = strings.Join(parts, ",")
+		default:
+			return File{}, fmt.Errorf("%s: a single value, please", k)
+		}
+		switch key {
+		case "registry", "registries":
+			f.Registry = val
+		case "issuer":
+			f.Issuer = val
+		case "api":
+			f.API = val
+		case "audience":
+			f.Audience = val
+		case "store":
+			f.Store = val
+		case "store_dir":
+			f.StoreDir = val
+		case "identity":
+			f.Identity = val
+		case "identity_token":
+			f.IdentityToken = val
+		case "browser":
+			f.Browser = val
+		case "auto_login":
+			v, err := ParseBool(val)
+			if err != nil {
+				return File{}, fmt.Errorf("%s: %w", k, err)
+			}
+			f.AutoLogin = &v
+		default:
+			return File{}, fmt.Errorf("unknown key %q (known: registry, issuer, api, audience, store, store_dir, identity, identity_token, browser, auto_login)", k)
+		}
+	}
+	return f, nil
+}
+
+// ParseBool reads a yes/no setting: true, 1, yes, on, or false, 0, no, off (any case).
+func ParseBool(v string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "1", "t", "true", "y", "yes", "on":
+		return true, nil
+	case "0", "f", "false", "n", "no", "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is not true or false", v)
 }
 
 // Flags are the values given on the command line; empty means "not given".
@@ -88,8 +162,8 @@ func Load(getenv Getenv, flags Flags) (Settings, error) {
 	var s Settings
 	switch b, err := os.ReadFile(path); {
 	case err == nil:
-		if err := yaml.Unmarshal(b, &file); err != nil {
-			return Settings{}, fmt.Errorf("config file %s: %w", path, err)
+		if file, err = parseFile(b); err != nil {
+			return Settings{}, fmt.Errorf("config file %s: %s", path, strings.Join(strings.Fields(err.Error()), " "))
 		}
 		s.ConfigFile = path
 	case errors.Is(err, os.ErrNotExist):
@@ -134,8 +208,8 @@ func Load(getenv Getenv, flags Flags) (Settings, error) {
 		return Settings{}, fmt.Errorf("CGR_STORE: %q is not one of auto, keychain, file", s.Store)
 	}
 	s.StoreDir = pick("", "CGR_STORE_DIR", file.StoreDir, filepath.Join(UserDataDir(getenv), AppName))
-	s.Identity = strings.TrimSpace(getenv("CGR_IDENTITY"))
-	s.IdentityToken = strings.TrimSpace(getenv("CGR_IDENTITY_TOKEN"))
+	s.Identity = pick("", "CGR_IDENTITY", file.Identity, "")
+	s.IdentityToken = pick("", "CGR_IDENTITY_TOKEN", file.IdentityToken, "")
 	s.ActionsTokenURL = getenv("ACTIONS_ID_TOKEN_REQUEST_URL")
 	s.ActionsTokenToken = getenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
 	s.AutoLogin = true
@@ -143,17 +217,17 @@ func Load(getenv Getenv, flags Flags) (Settings, error) {
 		s.AutoLogin = *file.AutoLogin
 	}
 	if v := getenv("CGR_AUTO_LOGIN"); v != "" {
-		if s.AutoLogin, err = strconv.ParseBool(v); err != nil {
-			return Settings{}, fmt.Errorf("CGR_AUTO_LOGIN: %q is not true or false", v)
+		if s.AutoLogin, err = ParseBool(v); err != nil {
+			return Settings{}, fmt.Errorf("CGR_AUTO_LOGIN: %w", err)
 		}
 	}
 	s.SudoShare = true
 	if v := getenv("CGR_SUDO_SHARE"); v != "" {
-		if s.SudoShare, err = strconv.ParseBool(v); err != nil {
-			return Settings{}, fmt.Errorf("CGR_SUDO_SHARE: %q is not true or false", v)
+		if s.SudoShare, err = ParseBool(v); err != nil {
+			return Settings{}, fmt.Errorf("CGR_SUDO_SHARE: %w", err)
 		}
 	}
-	s.Browser = getenv("BROWSER")
+	s.Browser = pick("", "BROWSER", file.Browser, "")
 	s.CI = truthy(getenv("CI")) || truthy(getenv("GITHUB_ACTIONS"))
 	return s, nil
 }
@@ -178,13 +252,18 @@ func (s Settings) IssuerHost() string {
 }
 
 func truthy(v string) bool {
-	b, err := strconv.ParseBool(v)
+	b, err := ParseBool(v)
 	return err == nil && b
 }
 
 // endpoint validates an issuer or API URL: https, or http only on a loopback host.
 func endpoint(name, raw string) (string, error) {
 	u, err := url.Parse(raw)
+	if err == nil && u.User != nil {
+		// Never echo credentials from a URL; and a token travels only in headers.
+		u.User = nil
+		return "", fmt.Errorf("%s: %q: credentials in the URL are not allowed; remove them", name, u.String())
+	}
 	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return "", fmt.Errorf("%s: %q is not an http(s) URL", name, raw)
 	}

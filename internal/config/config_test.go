@@ -1,0 +1,104 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// load writes config.yaml (when given) into a temp config dir and loads settings.
+func load(t *testing.T, yaml string, env map[string]string, flags Flags) (Settings, error) {
+	t.Helper()
+	home := t.TempDir()
+	if yaml != "" {
+		dir := filepath.Join(home, ".config", AppName)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := map[string]string{"HOME": home}
+	for k, v := range env {
+		e[k] = v
+	}
+	return Load(func(k string) string { return e[k] }, flags)
+}
+
+func TestDefaults(t *testing.T) {
+	s, err := load(t, "", nil, Flags{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(s.Registries, ",") != "cgr.dev" || s.Issuer != DefaultIssuer || s.API != DefaultAPI ||
+		s.Audience != "cgr.dev" || s.Store != "auto" || !s.AutoLogin || !s.SudoShare ||
+		!strings.HasSuffix(s.StoreDir, filepath.Join(".local", "share", AppName)) {
+		t.Fatalf("defaults: %+v", s)
+	}
+}
+
+func TestPrecedenceFlagsEnvFile(t *testing.T) {
+	yaml := "registry: file.example\nissuer: https://file.example\nstore: file\n"
+	s, err := load(t, yaml, nil, Flags{})
+	if err != nil || s.Registries[0] != "file.example" || s.Issuer != "https://file.example" || s.Store != "file" {
+		t.Fatalf("file: %+v %v", s, err)
+	}
+	s, err = load(t, yaml, map[string]string{"CGR_REGISTRY": "env.example", "CGR_STORE": "keychain"}, Flags{})
+	if err != nil || s.Registries[0] != "env.example" || s.Store != "keychain" || s.Issuer != "https://file.example" {
+		t.Fatalf("env over file: %+v %v", s, err)
+	}
+	s, err = load(t, yaml, map[string]string{"CGR_REGISTRY": "env.example"}, Flags{Registry: "flag.example"})
+	if err != nil || s.Registries[0] != "flag.example" {
+		t.Fatalf("flag over env: %+v %v", s, err)
+	}
+}
+
+func TestFileKeys(t *testing.T) {
+	for _, yaml := range []string{
+		"store_dir: /x\nauto_login: no\nregistry: [a.example, b.example:5000]\n",
+		"store-dir: /x\nauto-login: off\nregistry:\n  - a.example\n  - b.example:5000\n",
+		"CGR_STORE_DIR: /x\nCGR_AUTO_LOGIN: \"false\"\nCGR_REGISTRY: a.example,b.example:5000\n",
+	} {
+		s, err := load(t, yaml, nil, Flags{})
+		if err != nil || s.StoreDir != "/x" || s.AutoLogin || strings.Join(s.Registries, ",") != "a.example,b.example:5000" {
+			t.Errorf("%q: %+v %v", yaml, s, err)
+		}
+	}
+	if _, err := load(t, "regsitry: cgr.dev\n", nil, Flags{}); err == nil || !strings.Contains(err.Error(), `unknown key "regsitry"`) || strings.Contains(err.Error(), "\n") {
+		t.Errorf("a misspelt key: %v; want one line naming it", err)
+	}
+	if _, err := load(t, "- a\n- b\n", nil, Flags{}); err == nil || strings.Contains(err.Error(), "\n") {
+		t.Errorf("a list as the file: %v; want one line", err)
+	}
+}
+
+func TestBooleans(t *testing.T) {
+	for v, want := range map[string]bool{"yes": true, "ON": true, "1": true, "true": true, "no": false, "off": false, "0": false, "False": false} {
+		s, err := load(t, "", map[string]string{"CGR_AUTO_LOGIN": v, "CGR_SUDO_SHARE": v}, Flags{})
+		if err != nil || s.AutoLogin != want || s.SudoShare != want {
+			t.Errorf("%q: %+v %v", v, s, err)
+		}
+	}
+	if _, err := load(t, "", map[string]string{"CGR_AUTO_LOGIN": "maybe"}, Flags{}); err == nil {
+		t.Error("CGR_AUTO_LOGIN=maybe accepted")
+	}
+}
+
+func TestEndpoints(t *testing.T) {
+	for _, ok := range []string{"https://issuer.example", "http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:9"} {
+		if _, err := load(t, "", map[string]string{"CGR_ISSUER": ok}, Flags{}); err != nil {
+			t.Errorf("%s refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"http://issuer.example", "ftp://x", "issuer.example", "https://x/?q=1"} {
+		if _, err := load(t, "", map[string]string{"CGR_ISSUER": bad}, Flags{}); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+	_, err := load(t, "", map[string]string{"CGR_API": "https://user:hunter2@api.example"}, Flags{})
+	if err == nil || strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "user") {
+		t.Errorf("credentials in a URL: %v; want refused without echoing them", err)
+	}
+}
