@@ -13,7 +13,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime/debug"
-	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -88,7 +88,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 func protocol(ctx context.Context, action string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string, interactive bool) int {
 	s, err := config.Load(getenv, config.Flags{})
 	if err != nil {
-		fmt.Fprintf(stdout, "%s: %v\n", config.AppName, err)
+		if action == "list" { // list never fails because of what is (not) stored or set
+			fmt.Fprintf(stderr, "%s: %v\n", config.AppName, err)
+			fmt.Fprintln(stdout, "{}")
+			return 0
+		}
+		// One line, as every client prints it.
+		fmt.Fprintf(stdout, "%s: %s\n", config.AppName, strings.Join(strings.Fields(err.Error()), " "))
 		return 1
 	}
 	deadline := getDeadline
@@ -126,7 +132,7 @@ func sudoUserConfigDir(getenv func(string) string) string {
 	if os.Geteuid() != 0 || uid == "" || uid == "0" {
 		return ""
 	}
-	if v, err := strconv.ParseBool(getenv("CGR_SUDO_SHARE")); err == nil && !v {
+	if keystore.SudoShareDisabled(getenv) {
 		return ""
 	}
 	u, err := user.LookupId(uid)
