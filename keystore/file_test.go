@@ -89,15 +89,98 @@ func TestFileRoundTripAndModes(t *testing.T) {
 	}
 }
 
-func TestFileExistingDirNotChmodded(t *testing.T) {
+// An existing store directory we own that others can read or write is made 0700: anyone
+// who can write to it could plant a secret that Get would serve.
+func TestFileExistingOpenDirTightened(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no unix permission bits")
+	}
+	for _, mode := range []os.FileMode{0o755, 0o777, 0o750, 0o701} {
+		dir := t.TempDir()
+		if err := os.Chmod(dir, mode); err != nil {
+			t.Fatal(err)
+		}
+		openFile(t, dir)
+		fi, _ := os.Stat(dir)
+		if fi.Mode().Perm() != 0o700 {
+			t.Fatalf("existing %v dir left at %v, want 0700", mode, fi.Mode().Perm())
+		}
+	}
+	// A private directory keeps the mode its owner chose.
 	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o750); err != nil {
+	if err := os.Chmod(dir, 0o500); err != nil {
 		t.Fatal(err)
 	}
-	openFile(t, dir)
+	t.Cleanup(func() { os.Chmod(dir, 0o700) })
+	if err := ensureDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o500 {
+		t.Fatalf("private dir mode changed to %v", fi.Mode().Perm())
+	}
+}
+
+// A directory someone else owns and others can write to is refused, not used nor chmodded.
+func TestFileForeignOpenDirRefused(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no unix permission bits")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a directory to another uid")
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Skipf("chown: %v", err)
+	}
+	_, err := Open(context.Background(), Options{Backend: "file", Dir: dir})
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), dir) ||
+		!strings.Contains(err.Error(), "owned by uid 65534") || !strings.Contains(err.Error(), "CGR_STORE_DIR") {
+		t.Fatalf("Open on a foreign 0777 dir: %v", err)
+	}
+	if _, err := Lock(context.Background(), dir, "x"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Lock on a foreign 0777 dir: %v", err)
+	}
 	fi, _ := os.Stat(dir)
-	if fi.Mode().Perm() != 0o750 {
-		t.Fatalf("existing dir mode changed to %v", fi.Mode().Perm())
+	if fi.Mode().Perm() != 0o777 {
+		t.Fatalf("foreign dir chmodded to %v", fi.Mode().Perm())
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("files written into a refused dir: %v", entries)
+	}
+}
+
+// A world-writable sticky directory (/tmp) is shared by design: refused even when ours.
+func TestFileStickyDirRefused(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no unix permission bits")
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o777|fs.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	if err := ensureDir(dir); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("ensureDir on a sticky 1777 dir: %v", err)
+	}
+	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o777 {
+		t.Fatalf("sticky dir chmodded to %v", fi.Mode().Perm())
+	}
+}
+
+func TestFileRelativeDirRefused(t *testing.T) {
+	for _, d := range []string{"store", "./store", "../x/store", "."} {
+		if _, err := Open(context.Background(), Options{Backend: "file", Dir: d}); !errors.Is(err, ErrUnavailable) ||
+			!strings.Contains(err.Error(), "absolute") {
+			t.Errorf("Dir %q: %v", d, err)
+		}
+		if _, err := Lock(context.Background(), d, "x"); !errors.Is(err, ErrUnavailable) {
+			t.Errorf("Lock in %q: %v", d, err)
+		}
+	}
+	if _, err := os.Stat("store"); err == nil {
+		t.Error("a relative store directory was created")
 	}
 }
 

@@ -24,8 +24,9 @@ const sudoMarker = "CGR_SUDO_REEXEC"
 // the helper as root with SUDO_* set) work as the invoking user, on that user's store,
 // leaving no root-owned file in the user's home (CONTRACT section 3).
 //
-// When the effective uid is 0, SUDO_UID is set and not 0, CGR_SUDO_SHARE is not false and
-// this is not already the re-executed child, it runs os.Executable() with args as that
+// When the effective uid is 0, SUDO_UID is set and not 0, CGR_SUDO_SHARE does not opt
+// out (SudoShareDisabled) and this is not already the re-executed child, it runs
+// os.Executable() with args as that
 // user (uid, gid, supplementary groups), with HOME, USER and LOGNAME of that user, the
 // user's XDG_RUNTIME_DIR and session bus when they exist, root's XDG_*_HOME and D-Bus
 // variables dropped, and everything else (CGR_* included) kept. It returns ran=true and
@@ -47,7 +48,7 @@ func SudoReexec(getenv func(string) string, args []string, stdin io.Reader, stdo
 	if sudoUID == "" || sudoUID == "0" {
 		return false, 0, nil
 	}
-	if share, err := strconv.ParseBool(getenv("CGR_SUDO_SHARE")); err == nil && !share {
+	if SudoShareDisabled(getenv) {
 		return false, 0, nil
 	}
 	uid, err := strconv.ParseUint(sudoUID, 10, 32)

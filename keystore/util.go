@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"runtime"
 	"time"
 )
 
@@ -40,19 +42,29 @@ func validValue(v []byte) error {
 	return nil
 }
 
-// ensureDir creates dir with mode 0700 when it does not exist. A directory that already
-// exists is left as it is (the user may have chosen its mode); only one we created is
-// chmod-ed, because the umask may have stripped bits from MkdirAll's 0700.
+// ensureDir creates dir with mode 0700 when it does not exist, and makes sure an existing
+// one is private (CONTRACT section 3: "directory 0700"): anyone else who can write to the
+// store directory could plant a secret or session file that Get would then serve.
+//   - A relative dir is refused: the store would depend on the working directory.
+//   - A directory that exists with group or other permission bits is tightened to 0700
+//     when the effective user owns it, and refused (ErrUnavailable) when someone else
+//     does, or when it is a shared sticky directory such as /tmp.
+//
+// One we create is chmod-ed too, because the umask may have stripped bits from
+// MkdirAll's 0700. Where permission bits mean nothing (Windows) only existence is checked.
 func ensureDir(dir string) error {
 	if dir == "" {
 		return fmt.Errorf("%w: no store directory configured", ErrUnavailable)
+	}
+	if !filepath.IsAbs(dir) {
+		return fmt.Errorf("%w: store directory %q is not an absolute path (it would depend on the working directory); set CGR_STORE_DIR to an absolute path", ErrUnavailable, dir)
 	}
 	fi, err := os.Stat(dir)
 	if err == nil {
 		if !fi.IsDir() {
 			return fmt.Errorf("%w: %s is not a directory", ErrUnavailable, dir)
 		}
-		return nil
+		return privateDir(dir, fi, false)
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -60,8 +72,37 @@ func ensureDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("%w: creating %s: %v", ErrUnavailable, dir, err)
 	}
-	if err := os.Chmod(dir, 0o700); err != nil {
+	// Stat again rather than chmod blindly: another process (or user) may have created
+	// the directory between our Stat and MkdirAll.
+	if fi, err = os.Stat(dir); err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return privateDir(dir, fi, true)
+}
+
+// privateDir tightens or refuses a store directory with group/other bits. One just
+// created is also given back the owner bits a strange umask may have stripped.
+func privateDir(dir string, fi fs.FileInfo, created bool) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	perm := fi.Mode().Perm()
+	uid, ok := fileOwner(fi)
+	if !ok {
+		return nil // no uid to compare (not a unix system)
+	}
+	mine := uid == os.Geteuid()
+	if perm&0o077 == 0 {
+		if !created || !mine || perm == 0o700 {
+			return nil
+		}
+	} else if fi.Mode()&fs.ModeSticky != 0 {
+		return fmt.Errorf("%w: %s is a shared (sticky) directory open to others; use a directory only you can write (CGR_STORE_DIR)", ErrUnavailable, dir)
+	} else if !mine {
+		return fmt.Errorf("%w: %s is owned by uid %d and open to others; use a directory only you can write (CGR_STORE_DIR)", ErrUnavailable, dir, uid)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("%w: making %s private (0700): %v", ErrUnavailable, dir, err)
 	}
 	return nil
 }

@@ -1,0 +1,21 @@
+package keystore
+
+import (
+	"os"
+	"strings"
+)
+
+// SudoShareDisabled reports whether CGR_SUDO_SHARE opts out of sharing the invoking
+// user's store under sudo: "false", "0", "no" or "off", in any case, spaces trimmed.
+// Anything else, unset included, means share (CONTRACT section 3). A nil getenv reads
+// the process environment.
+func SudoShareDisabled(getenv func(string) string) bool {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	switch strings.ToLower(strings.TrimSpace(getenv("CGR_SUDO_SHARE"))) {
+	case "false", "0", "no", "off":
+		return true
+	}
+	return false
+}
