@@ -163,13 +163,22 @@ func (h *Helper) List() (map[string]string, error) {
 	if err != nil {
 		return out, nil //nolint:nilerr // an unreachable store holds nothing we can list
 	}
+	// The same order as Get: workload identity, then a stored pull token, then the session
+	// (or a `_token` given to store, while it lasts).
+	if h.Settings.Identity != "" {
+		for _, host := range h.Settings.Registries {
+			out[host] = TokenUsername
+		}
+		return out, nil
+	}
 	session := token.NewSession(d)
 	loggedIn, _ := session.Exists(h.Ctx)
+	loggedIn = loggedIn || session.HasToken(h.Ctx, h.Settings.Audience)
 	pulls := token.NewPullTokens(d, session)
 	for _, host := range h.Settings.Registries {
 		if pt, err := pulls.Stored(h.Ctx, host); err == nil {
 			out[host] = pt.Identity
-		} else if loggedIn || h.Settings.Identity != "" {
+		} else if loggedIn {
 			out[host] = TokenUsername
 		}
 	}

@@ -224,3 +224,27 @@ func FuzzHandleStdin(f *testing.F) {
 		}
 	})
 }
+
+// list names what get would answer with: a `_token` given to store (no session), and the
+// workload identity ahead of a stored pull token.
+func TestListAgreesWithGet(t *testing.T) {
+	f := newFixture(t, nil)
+	host := f.emu.RegistryHost()
+	tok := f.emu.MintToken(f.emu.User().ID, "cgr.dev")
+	in, _ := json.Marshal(map[string]string{"ServerURL": host, "Username": TokenUsername, "Secret": tok})
+	if out, code := f.do("store", string(in)); code != 0 {
+		t.Fatalf("store of a _token: %d %s", code, out)
+	}
+	if user, _ := f.get(host); user != TokenUsername {
+		t.Fatalf("get after store of a _token answered %q", user)
+	}
+	if out, _ := f.do("list", ""); !strings.Contains(out, `"`+host+`":"_token"`) {
+		t.Fatalf("list = %s; want %s: _token, as get answers", out, host)
+	}
+	f.env["CGR_IDENTITY"] = "0123456789abcdef0123456789abcdef01234567/0123456789abcdef"
+	f.env["CGR_IDENTITY_TOKEN"] = "/nonexistent"
+	f.reload()
+	if out, _ := f.do("list", ""); !strings.Contains(out, `"`+host+`":"_token"`) {
+		t.Fatalf("list with a workload identity = %s", out)
+	}
+}

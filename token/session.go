@@ -189,6 +189,13 @@ func (s *Session) Token(ctx context.Context, aud string) (*Token, error) {
 	return s.renewLocked(ctx, aud)
 }
 
+// HasToken reports whether a still-usable token for aud is cached (a `_token` given to
+// `store`, or one of the session's): store only, no network, no refresh.
+func (s *Session) HasToken(ctx context.Context, aud string) bool {
+	tok, rec, err := s.cached(ctx, aud)
+	return err == nil && tok != nil && tok.Usable(depClock(s.d).Now().Add(time.Duration(rec.SkewNS)))
+}
+
 // cached reads token/<ih>/<aud>; (nil, nil, nil) when absent or unreadable.
 func (s *Session) cached(ctx context.Context, aud string) (*Token, *tokenRecord, error) {
 	return readTokenRecord(ctx, s.d.Store, tokenKey(s.ih, aud))
