@@ -49,6 +49,10 @@ type PullToken struct {
 	TTL      time.Duration // the lifetime it was created with; a renewal keeps it
 	Name     string
 	Parent   string // the organization (or folder) id it lives in
+
+	// skew is the issuer's clock minus ours when the token was made or read: its Expiry is in
+	// the issuer's time. Kept with it in the store.
+	skew time.Duration
 }
 
 // CreateOptions are the choices of `pull-token create`.
@@ -84,12 +88,15 @@ type pullRecord struct {
 	Name     string    `json:"name,omitempty"`
 	Parent   string    `json:"parent"`
 	Issuer   string    `json:"issuer"`
+	// SkewNS is the issuer's clock minus ours (learned at create, save or renewal): Expiry is
+	// in the issuer's time, so every expiry decision uses our clock plus this. 0 in old records.
+	SkewNS int64 `json:"skew_ns"`
 }
 
 func pullKey(host string) string { return storeKey("pull/" + host) }
 
 func (r *pullRecord) pullToken() *PullToken {
-	return &PullToken{Identity: r.Identity, Token: r.Token, Expiry: r.Expiry, TTL: time.Duration(r.TTLNS), Name: r.Name, Parent: r.Parent}
+	return &PullToken{Identity: r.Identity, Token: r.Token, Expiry: r.Expiry, TTL: time.Duration(r.TTLNS), Name: r.Name, Parent: r.Parent, skew: time.Duration(r.SkewNS)}
 }
 
 // lifetime is what renewal counts thirds of.
@@ -110,6 +117,21 @@ func (r *pullRecord) expired(now time.Time) bool {
 }
 
 func (p *PullTokens) now() time.Time { return depClock(p.d).Now() }
+
+// issuerNow is the issuer's time as far as r knows it: every expiry and renewal decision about
+// r is made with it, since r's Expiry is the issuer's.
+func (p *PullTokens) issuerNow(r *pullRecord) time.Time {
+	return p.now().Add(time.Duration(r.SkewNS))
+}
+
+// pullSkewNoise: an iat ahead of our clock by less than this is not taken for a skew.
+const pullSkewNoise = 5 * time.Second
+
+// apiSkew is the platform's clock minus ours, as the API client learned it from Date headers.
+func (p *PullTokens) apiSkew() time.Duration {
+	local := p.now()
+	return p.api.Now().Sub(local).Round(time.Millisecond)
+}
 
 // read loads pull/<host>: ErrNoCredential when there is none.
 func (p *PullTokens) read(ctx context.Context, host string) (*pullRecord, error) {
@@ -162,7 +184,7 @@ func (p *PullTokens) Get(ctx context.Context, host string) (*PullToken, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := p.now()
+	now := p.issuerNow(r)
 	if !r.due(now) {
 		return r.pullToken(), nil
 	}
@@ -174,7 +196,7 @@ func (p *PullTokens) Get(ctx context.Context, host string) (*PullToken, error) {
 	if rerr == nil {
 		return renewed, nil
 	}
-	now = p.now()
+	now = p.issuerNow(r)
 	if r.expired(now) {
 		fix := LoginCommand
 		cause := fmt.Sprintf("the pull token for %s (identity %s) expired at %s", host, r.Identity, pullTime(r.Expiry))
@@ -236,7 +258,7 @@ func (p *PullTokens) renew(ctx context.Context, host string, seen *pullRecord) (
 	if err != nil {
 		return nil, err
 	}
-	if !cur.due(p.now()) {
+	if !cur.due(p.issuerNow(cur)) {
 		return cur.pullToken(), nil
 	}
 	name, parent := cur.Name, cur.Parent
@@ -256,6 +278,7 @@ func (p *PullTokens) renew(ctx context.Context, host string, seen *pullRecord) (
 	next := &pullRecord{
 		Identity: created.Identity, Token: created.Token, Expiry: created.Expiry,
 		TTLNS: int64(created.TTL), Name: created.Name, Parent: created.Parent, Issuer: p.d.Settings.Issuer,
+		SkewNS: int64(created.skew),
 	}
 	// Switch every host that held the old token; the host asked about first.
 	if err := p.write(ctx, host, next); err != nil {
@@ -324,6 +347,11 @@ func (p *PullTokens) Save(ctx context.Context, host, identity, raw string) error
 		Identity: identity, Token: raw, Expiry: t.Expiry, TTLNS: int64(t.Lifetime()),
 		Parent: parentOf(identity), Issuer: issuer,
 	}
+	skew, err := p.saveSkew(ctx, issuer, t)
+	if err != nil {
+		return err
+	}
+	r.SkewNS = int64(skew)
 	if old, err := p.read(ctx, host); err == nil && old.Identity == identity {
 		if old.Token == raw {
 			return nil
@@ -336,6 +364,27 @@ func (p *PullTokens) Save(ctx context.Context, host, identity, raw string) error
 	return p.write(ctx, host, r)
 }
 
+// saveSkew is the issuer's clock minus ours for a token handed to Save (no network): the
+// session's learned skew when a session of that issuer exists, else what the token's iat
+// tells (an iat clearly ahead of our clock means the issuer's clock is ahead), else 0.
+func (p *PullTokens) saveSkew(ctx context.Context, issuer string, t *Token) (time.Duration, error) {
+	if strings.TrimRight(issuer, "/") == strings.TrimRight(p.d.Settings.Issuer, "/") {
+		sess, err := readSessionRecord(ctx, p.d.Store, strings.ToLower(p.d.Settings.IssuerHost()))
+		switch {
+		case err == nil:
+			return sess.skew(), nil
+		case !errors.Is(err, keystore.ErrNotFound):
+			return 0, storeFixable(err)
+		}
+	}
+	if !t.IssuedAt.IsZero() {
+		if ahead := t.IssuedAt.Sub(p.now()); ahead > pullSkewNoise {
+			return ahead, nil
+		}
+	}
+	return 0, nil
+}
+
 // store saves a freshly created token for host.
 func (p *PullTokens) store(ctx context.Context, host string, t *PullToken) error {
 	unlock, err := lockStore(ctx, p.d, lockName("pull", host))
@@ -345,7 +394,7 @@ func (p *PullTokens) store(ctx context.Context, host string, t *PullToken) error
 	defer unlock()
 	return p.write(ctx, host, &pullRecord{
 		Identity: t.Identity, Token: t.Token, Expiry: t.Expiry, TTLNS: int64(t.TTL),
-		Name: t.Name, Parent: t.Parent, Issuer: p.d.Settings.Issuer,
+		Name: t.Name, Parent: t.Parent, Issuer: p.d.Settings.Issuer, SkewNS: int64(t.skew),
 	})
 }
 
@@ -418,7 +467,8 @@ func (p *PullTokens) Create(ctx context.Context, o CreateOptions) (*PullToken, e
 	}
 
 	// The role lookup taught the API client the platform's clock: iat and exp follow it.
-	iat := p.api.Now().Truncate(time.Second)
+	skew := p.apiSkew()
+	iat := p.now().Add(skew).Truncate(time.Second)
 	exp := iat.Add(ttl)
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: pub.KeyID}}, nil)
 	if err != nil {
@@ -447,7 +497,7 @@ func (p *PullTokens) Create(ctx context.Context, o CreateOptions) (*PullToken, e
 		p.cleanup(id.ID)
 		return nil, err
 	}
-	return &PullToken{Identity: id.ID, Token: raw, Expiry: exp, TTL: ttl, Name: name, Parent: parent}, nil
+	return &PullToken{Identity: id.ID, Token: raw, Expiry: exp, TTL: ttl, Name: name, Parent: parent, skew: skew}, nil
 }
 
 // ValidPullTokenTTL checks a pull token lifetime: positive, at most MaxPullTokenTTL.

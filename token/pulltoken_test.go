@@ -59,7 +59,12 @@ type ptFixture struct {
 
 func newPTFixture(t *testing.T) *ptFixture {
 	t.Helper()
-	emu, err := emulator.Start(emulator.Options{})
+	return newPTFixtureWith(t, emulator.Options{})
+}
+
+func newPTFixtureWith(t *testing.T, opts emulator.Options) *ptFixture {
+	t.Helper()
+	emu, err := emulator.Start(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -488,5 +493,105 @@ func TestListAndDelete(t *testing.T) {
 	}
 	if err := p.Delete(ptCtx(t), "nope"); err == nil {
 		t.Error("delete of a malformed id accepted")
+	}
+}
+
+// ptLocalClock is our clock when the issuer's runs ahead: the emulator's clock minus off, so
+// advancing the emulator advances both.
+type ptLocalClock struct {
+	emu *emulator.Clock
+	off time.Duration
+}
+
+func (c ptLocalClock) Now() time.Time { return c.emu.Now().Add(-c.off) }
+
+// newSkewedPTFixture: the issuer (emulator) is an hour ahead of the helper's clock.
+func newSkewedPTFixture(t *testing.T) *ptFixture {
+	t.Helper()
+	f := newPTFixtureWith(t, emulator.Options{Clock: emulator.NewClock(time.Now().Add(time.Hour))})
+	f.d.Clock = ptLocalClock{emu: f.emu.Clock(), off: time.Hour}
+	return f
+}
+
+// The issuer's clock an hour ahead: a stored pull token is judged by the issuer's time, so it
+// is refused once its lifetime passed there, although our clock says an hour remains.
+func TestPullTokenExpiryUsesIssuerClock(t *testing.T) {
+	for _, how := range []string{"create", "save"} {
+		t.Run(how, func(t *testing.T) {
+			f := newSkewedPTFixture(t)
+			f.login()
+			const ttl = 30 * time.Second
+			var old *token.PullToken
+			if how == "create" {
+				old = f.create(ttl)
+			} else {
+				// `store` (docker login) of a token made elsewhere, no session: skew from its iat.
+				pt, err := f.pts().Create(ptCtx(t), token.CreateOptions{TTL: ttl, Name: "ci"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				f.logout()
+				if err := f.pts().Save(ptCtx(t), f.host, pt.Identity, pt.Token); err != nil {
+					t.Fatal(err)
+				}
+				old = pt
+			}
+			f.logout() // no session: nothing can renew it
+
+			f.emu.Clock().Advance(5 * time.Second)
+			if got := f.get(); got.Identity != old.Identity || f.stderr.String() != "" {
+				t.Fatalf("early get: identity changed %v, stderr %q", got.Identity != old.Identity, f.stderr.String())
+			}
+			f.emu.Clock().Advance(17 * time.Second) // less than a third remains (issuer time)
+			f.get()
+			if w := f.stderr.String(); !strings.Contains(w, "expire") {
+				t.Errorf("no expiry warning with less than a third left by the issuer's clock: %q", w)
+			}
+			f.emu.Clock().Advance(10 * time.Second) // 32 s of issuer time: expired there
+			_, err := f.pts().Get(ptCtx(t), f.host)
+			var fe *token.FixableError
+			if !errors.As(err, &fe) || !errors.Is(err, token.ErrPullTokenExpired) || !strings.Contains(err.Error(), "expired") {
+				t.Fatalf("get of a pull token expired by the issuer's clock: %v; want the expired line", err)
+			}
+			if strings.Contains(err.Error(), old.Token) {
+				t.Fatal("the error prints the token")
+			}
+			if perr := f.pull(old.Identity, old.Token); perr == nil {
+				t.Error("the registry still takes the token: the test's clocks are off")
+			}
+		})
+	}
+}
+
+// With a session and the issuer an hour ahead, renewal happens at the issuer's two-thirds mark.
+func TestPullTokenRenewalUsesIssuerClock(t *testing.T) {
+	f := newSkewedPTFixture(t)
+	f.login()
+	const ttl = 30 * time.Second
+	old := f.create(ttl)
+	f.emu.ResetCounts()
+
+	f.emu.Clock().Advance(ttl/3 - 2*time.Second)
+	if got := f.get(); got.Identity != old.Identity {
+		t.Fatal("renewed before the issuer's two-thirds mark")
+	}
+	f.emu.Clock().Advance(ttl/3 + 3*time.Second) // about 9 s left by the issuer's clock
+	got := f.get()
+	if got.Identity == old.Identity {
+		t.Fatal("not renewed with less than a third left by the issuer's clock")
+	}
+	if n := f.emu.Count("api/identities.create"); n != 1 {
+		t.Errorf("%d identities created by one renewal", n)
+	}
+	if err := f.pull(got.Identity, got.Token); err != nil {
+		t.Fatalf("the renewed token does not pull: %v", err)
+	}
+	// The replacement carries the skew: it too is renewed at the issuer's mark, not an hour late.
+	f.emu.Clock().Advance(ttl*2/3 + 2*time.Second)
+	if again := f.get(); again.Identity == got.Identity {
+		t.Fatal("the replacement was not renewed at the issuer's two-thirds mark")
+	}
+	if s := f.stderr.String(); s != "" {
+		t.Errorf("stderr during renewals: %q", s)
 	}
 }
