@@ -6,7 +6,8 @@ import (
 )
 
 // SudoShareDisabled reports whether CGR_SUDO_SHARE opts out of sharing the invoking
-// user's store under sudo: "false", "0", "no" or "off", in any case, spaces trimmed.
+// user's store under sudo: "false", "f", "0", "no", "n" or "off" (the false words of every
+// yes/no setting), in any case, spaces trimmed.
 // Anything else, unset included, means share (CONTRACT section 3). A nil getenv reads
 // the process environment.
 func SudoShareDisabled(getenv func(string) string) bool {
@@ -14,7 +15,7 @@ func SudoShareDisabled(getenv func(string) string) bool {
 		getenv = os.Getenv
 	}
 	switch strings.ToLower(strings.TrimSpace(getenv("CGR_SUDO_SHARE"))) {
-	case "false", "0", "no", "off":
+	case "false", "f", "0", "no", "n", "off":
 		return true
 	}
 	return false

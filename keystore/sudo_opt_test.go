@@ -7,7 +7,7 @@ func TestSudoShareDisabled(t *testing.T) {
 		"false": true, "FALSE": true, " False\n": true, "0": true, "no": true, "No": true,
 		"off": true, "OFF ": true,
 		"": false, "true": false, "1": false, "yes": false, "on": false, "nope": false,
-		"f": false, "00": false,
+		"f": true, "n": true, "00": false,
 	} {
 		if got := SudoShareDisabled(func(k string) string {
 			if k == "CGR_SUDO_SHARE" {

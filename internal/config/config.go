@@ -41,7 +41,6 @@ type Settings struct {
 
 	AutoLogin bool   // CGR_AUTO_LOGIN
 	Browser   string // BROWSER: command that opens a URL (the URL is its last argument)
-	SudoShare bool   // CGR_SUDO_SHARE
 	CI        bool   // running under CI (CI=true or GITHUB_ACTIONS=true)
 
 	ConfigFile string // the config file that was read ("" when none)
@@ -219,12 +218,6 @@ func Load(getenv Getenv, flags Flags) (Settings, error) {
 	if v := getenv("CGR_AUTO_LOGIN"); v != "" {
 		if s.AutoLogin, err = ParseBool(v); err != nil {
 			return Settings{}, fmt.Errorf("CGR_AUTO_LOGIN: %w", err)
-		}
-	}
-	s.SudoShare = true
-	if v := getenv("CGR_SUDO_SHARE"); v != "" {
-		if s.SudoShare, err = ParseBool(v); err != nil {
-			return Settings{}, fmt.Errorf("CGR_SUDO_SHARE: %w", err)
 		}
 	}
 	s.Browser = pick("", "BROWSER", file.Browser, "")

@@ -33,7 +33,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if strings.Join(s.Registries, ",") != "cgr.dev" || s.Issuer != DefaultIssuer || s.API != DefaultAPI ||
-		s.Audience != "cgr.dev" || s.Store != "auto" || !s.AutoLogin || !s.SudoShare ||
+		s.Audience != "cgr.dev" || s.Store != "auto" || !s.AutoLogin ||
 		!strings.HasSuffix(s.StoreDir, filepath.Join(".local", "share", AppName)) {
 		t.Fatalf("defaults: %+v", s)
 	}
@@ -76,8 +76,8 @@ func TestFileKeys(t *testing.T) {
 
 func TestBooleans(t *testing.T) {
 	for v, want := range map[string]bool{"yes": true, "ON": true, "1": true, "true": true, "no": false, "off": false, "0": false, "False": false} {
-		s, err := load(t, "", map[string]string{"CGR_AUTO_LOGIN": v, "CGR_SUDO_SHARE": v}, Flags{})
-		if err != nil || s.AutoLogin != want || s.SudoShare != want {
+		s, err := load(t, "", map[string]string{"CGR_AUTO_LOGIN": v}, Flags{})
+		if err != nil || s.AutoLogin != want {
 			t.Errorf("%q: %+v %v", v, s, err)
 		}
 	}
