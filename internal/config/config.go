@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 
@@ -302,10 +303,15 @@ func UserDataDir(getenv Getenv) string {
 	return filepath.Join(home(getenv), ".local", "share")
 }
 
+// home is $HOME, else the account's home from the user database: the kubelet and some
+// service managers start plugins without HOME, and a relative store dir would follow the
+// working directory.
 func home(getenv Getenv) string {
 	if h := getenv("HOME"); h != "" {
 		return h
 	}
-	h, _ := os.UserHomeDir()
-	return h
+	if u, err := user.Current(); err == nil && u.HomeDir != "" {
+		return u.HomeDir
+	}
+	return "/"
 }

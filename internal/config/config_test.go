@@ -102,3 +102,12 @@ func TestEndpoints(t *testing.T) {
 		t.Errorf("credentials in a URL: %v; want refused without echoing them", err)
 	}
 }
+
+// Without HOME (the kubelet may start plugins so), the store still lands in the account's
+// home, never in the working directory.
+func TestNoHome(t *testing.T) {
+	s, err := Load(func(string) string { return "" }, Flags{})
+	if err != nil || !filepath.IsAbs(s.StoreDir) {
+		t.Fatalf("store dir %q (%v); want an absolute path", s.StoreDir, err)
+	}
+}
