@@ -265,7 +265,15 @@ func (s *Session) renewLocked(ctx context.Context, aud string) (*Token, error) {
 	case err != nil:
 		return nil, storeFixable(err)
 	}
-	unlock, err := lockStore(ctx, s.d, lockName("refresh", s.ih))
+	lctx := ctx
+	if tok, rec, _ := s.cached(ctx, aud); s.usable(tok, rec) {
+		// A usable token is at hand: wait for another refresher only briefly, not the
+		// whole get deadline, then serve it.
+		var cancel context.CancelFunc
+		lctx, cancel = context.WithTimeout(ctx, usableRenewTimeout)
+		defer cancel()
+	}
+	unlock, err := lockStore(lctx, s.d, lockName("refresh", s.ih))
 	if err != nil {
 		// Another process may be stuck refreshing against a dead issuer; an unexpired
 		// token is still better than nothing.

@@ -692,3 +692,30 @@ func TestKeychainLocked(t *testing.T) {
 		t.Error("not keystore.ErrLocked")
 	}
 }
+
+// Another process holds the refresh lock (stuck against a slow issuer): a get with a stale
+// but usable token waits only briefly for it, then serves that token, not the whole deadline.
+func TestUsableTokenServedWhileAnotherHoldsTheRefreshLock(t *testing.T) {
+	v := newSessEnv(t, 0)
+	v.login(t)
+	s := NewSession(v.d)
+	first, err := s.Token(v.ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.e.Clock().Advance(57 * time.Minute) // 3 min left: stale (< 5 min), still usable
+	unlock, err := lockStore(v.ctx, v.d, lockName("refresh", s.ih))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	ctx, cancel := context.WithTimeout(v.ctx, 30*time.Second)
+	defer cancel()
+	tok, err := s.Token(ctx, "")
+	if err != nil || tok.Raw != first.Raw {
+		t.Fatalf("Token while the lock is held: %v; want the cached, usable token", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("it waited out the whole deadline")
+	}
+}
