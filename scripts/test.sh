@@ -30,7 +30,7 @@ fi
 # goreleaser check, a snapshot of every OS/arch, and the binaries start or are the right kind.
 extra_failed=0
 echo
-if ! scripts/fuzz.sh "${FUZZ_SECONDS:-3}"; then extra_failed=$((extra_failed + 1)); fi
+if ! scripts/fuzz.sh "${FUZZ_BUDGET:-20000x}"; then extra_failed=$((extra_failed + 1)); fi
 if ! scripts/release-check.sh >.cache/release.log 2>&1; then
   tail -40 .cache/release.log
   echo "release-check FAILED" >&2
