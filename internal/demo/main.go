@@ -166,6 +166,7 @@ func step(helper string, args ...string) error {
 func redact(line string) string {
 	fields := strings.Fields(line)
 	for _, f := range fields {
+		f = strings.Trim(f, `'"`+"`,;") // a quoted token keeps its quotes
 		if strings.Count(f, ".") == 2 && len(f) > 100 {
 			line = strings.ReplaceAll(line, f, f[:12]+"…(redacted)")
 		}
