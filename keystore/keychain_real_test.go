@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -145,4 +146,86 @@ func unlockTestKeyring(t *testing.T, conn *dbus.Conn) {
 	if call.Err != nil {
 		t.Fatalf("unlocking the test keyring: %v", call.Err)
 	}
+}
+
+// TestRealKeychainAutoChoiceSticks: once auto has stored a secret, later runs open the same
+// backend. A keychain that stops answering is an error naming it, not a silent switch to an
+// empty file store; a login kept in files stays in use when a keychain turns up later.
+func TestRealKeychainAutoChoiceSticks(t *testing.T) {
+	realKeyring(t)
+	ctx := context.Background()
+	noBus := func(k string) string {
+		if k == "DBUS_SESSION_BUS_ADDRESS" || k == "XDG_RUNTIME_DIR" {
+			return ""
+		}
+		return os.Getenv(k)
+	}
+
+	t.Run("keychain", func(t *testing.T) {
+		dir := t.TempDir()
+		s, err := Open(ctx, Options{Backend: "auto", Dir: dir})
+		if err != nil || s.Kind() != "keychain" {
+			t.Fatalf("auto with a keyring: %v, %v", s, err)
+		}
+		key := "test/sticky-keychain"
+		if err := s.Set(ctx, key, []byte("in the keychain")); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Delete(ctx, key) })
+
+		var notice bytes.Buffer
+		_, err = Open(ctx, Options{Backend: "auto", Dir: dir, Getenv: noBus, Notice: &notice})
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("auto without the bus after storing in the keychain: %v, want ErrUnavailable", err)
+		}
+		for _, want := range []string{"keychain", "did not answer", "CGR_STORE=file"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("the error %q does not say %q", err, want)
+			}
+		}
+		if notice.Len() != 0 {
+			t.Errorf("a fallback notice was printed: %q", notice.String())
+		}
+		if files, _ := filepath.Glob(filepath.Join(dir, "*.secret")); len(files) > 0 {
+			t.Errorf("the file store was used: %v", files)
+		}
+
+		again, err := Open(ctx, Options{Backend: "auto", Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := again.Get(ctx, key); err != nil || string(got) != "in the keychain" {
+			t.Fatalf("with the bus back: %q, %v", got, err)
+		}
+	})
+
+	t.Run("file", func(t *testing.T) {
+		dir := t.TempDir()
+		var notice bytes.Buffer
+		s, err := Open(ctx, Options{Backend: "auto", Dir: dir, Getenv: noBus, Notice: &notice})
+		if err != nil || s.Kind() != "file" || notice.Len() == 0 {
+			t.Fatalf("auto without a bus: %v, %v, notice %q", s, err, notice.String())
+		}
+		if err := s.Set(ctx, "test/sticky-file", []byte("in a file")); err != nil {
+			t.Fatal(err)
+		}
+		withBus, err := Open(ctx, Options{Backend: "auto", Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if withBus.Kind() != "file" {
+			t.Fatalf("a keychain that turned up later took over from the file store: %s", withBus.Describe())
+		}
+		if got, err := withBus.Get(ctx, "test/sticky-file"); err != nil || string(got) != "in a file" {
+			t.Fatalf("the login kept in files: %q, %v", got, err)
+		}
+		// logout --all forgets everything, the choice too: the next login probes again.
+		if err := withBus.DeleteAll(ctx); err != nil {
+			t.Fatal(err)
+		}
+		fresh, err := Open(ctx, Options{Backend: "auto", Dir: dir})
+		if err != nil || fresh.Kind() != "keychain" {
+			t.Fatalf("after DeleteAll, auto with a keyring: %v, %v", fresh, err)
+		}
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -17,6 +18,11 @@ const (
 	probeKey = "probe"
 	// noticeFile in Options.Dir records that auto's fallback notice was shown.
 	noticeFile = "file-store-notice.state"
+	// chosenFile in Options.Dir records where "auto" first put a secret ("keychain" or
+	// "file"); later runs look there and only there. Without it a keychain that is slow or
+	// gone for one run would send get to an empty file store (a silent anonymous pull and a
+	// bare 401), and a keychain that appears later would hide a login kept in files.
+	chosenFile = "auto-store.state"
 )
 
 // Open returns the backend o.Backend names:
@@ -26,7 +32,10 @@ const (
 //   - "auto" (or ""): the keychain when it answers a probe read within 1.5s (not found
 //     counts as an answer; so does "locked", since the user's secrets are most likely
 //     in it and the locked error says how to unlock or opt out), else the file store, with
-//     a one-line notice to o.Notice the first time for this o.Dir.
+//     a one-line notice to o.Notice the first time for this o.Dir. Once auto has stored
+//     a secret, that choice sticks (recorded in o.Dir): a file store is opened without
+//     probing, and a keychain that no longer answers is an error that says so, never a
+//     silent switch to an empty file store.
 func Open(ctx context.Context, o Options) (Store, error) {
 	if o.Getenv == nil {
 		o.Getenv = os.Getenv
@@ -56,9 +65,27 @@ func openKeychain(ctx context.Context, o Options) (*keychain, error) {
 }
 
 func openAuto(ctx context.Context, o Options) (Store, error) {
+	switch chosen(o.Dir) {
+	case "file":
+		fst, err := newFileStore(o.Dir)
+		if err != nil {
+			return nil, err
+		}
+		return &remembered{Store: fst, dir: o.Dir, done: true}, nil
+	case "keychain":
+		kc, err := probeKeychain(ctx, o)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			why := strings.TrimPrefix(err.Error(), ErrUnavailable.Error()+": ")
+			return nil, fmt.Errorf("%w: your credentials are kept in the keychain, which did not answer (%s); start or unlock it, or set CGR_STORE=file and log in again", ErrUnavailable, why)
+		}
+		return &remembered{Store: kc, dir: o.Dir, done: true}, nil
+	}
 	kc, err := probeKeychain(ctx, o)
 	if err == nil {
-		return kc, nil
+		return &remembered{Store: kc, dir: o.Dir}, nil
 	}
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
@@ -68,7 +95,54 @@ func openAuto(ctx context.Context, o Options) (Store, error) {
 		return nil, ferr
 	}
 	notifyOnce(o, err)
-	return fst, nil
+	return &remembered{Store: fst, dir: o.Dir}, nil
+}
+
+// chosen is the backend auto recorded in dir, or "" when it has stored nothing yet.
+func chosen(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, chosenFile))
+	if err != nil {
+		return ""
+	}
+	switch k := strings.TrimSpace(string(b)); k {
+	case "keychain", "file":
+		return k
+	}
+	return ""
+}
+
+// remembered is auto's first choice of backend; its first successful Set records the
+// choice, so every later run opens the same backend.
+type remembered struct {
+	Store
+	dir  string
+	done bool
+}
+
+func (r *remembered) Set(ctx context.Context, key string, value []byte) error {
+	if err := r.Store.Set(ctx, key, value); err != nil {
+		return err
+	}
+	if !r.done && ensureDir(r.dir) == nil {
+		// O_EXCL: when two first logins race, the first record stands.
+		if f, err := os.OpenFile(filepath.Join(r.dir, chosenFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+			fmt.Fprintln(f, r.Store.Kind())
+			_ = f.Close()
+		}
+		r.done = true
+	}
+	return nil
+}
+
+// DeleteAll forgets the choice too: after `logout --all` the next login probes again.
+func (r *remembered) DeleteAll(ctx context.Context) error {
+	if err := r.Store.DeleteAll(ctx); err != nil {
+		return err
+	}
+	if err := os.Remove(filepath.Join(r.dir, chosenFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return nil
 }
 
 // probeKeychain returns the keychain when it is usable, judged by one bounded read.
