@@ -248,3 +248,53 @@ func TestListAgreesWithGet(t *testing.T) {
 		t.Fatalf("list with a workload identity = %s", out)
 	}
 }
+
+// Every hostile server URL gets the not-found line through the whole protocol, while the
+// store holds a usable credential for each served host (a pull token for cgr.dev, the login
+// session for both), and no secret is written anywhere.
+func TestHandleGetRefusesHostile(t *testing.T) {
+	f := newFixture(t, map[string]string{"CGR_REGISTRY": "cgr.dev,127.0.0.1:5000"})
+	f.login()
+	pt, err := token.NewPullTokens(f.deps, token.NewSession(f.deps)).Create(context.Background(), token.CreateOptions{TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, _ := json.Marshal(map[string]string{"ServerURL": "cgr.dev", "Username": pt.Identity, "Secret": pt.Token})
+	if out, code := f.do("store", string(in)); code != 0 {
+		t.Fatalf("store of a pull token: %d %s", code, out)
+	}
+	// The credentials are usable: genuine forms get them.
+	if user, secret := f.get("https://cgr.dev/v2/"); user != pt.Identity || secret != pt.Token {
+		t.Fatalf("get cgr.dev answered user %q; want the stored pull token", user)
+	}
+	user, session := f.get("127.0.0.1:5000")
+	if user != TokenUsername {
+		t.Fatalf("get 127.0.0.1:5000 answered user %q; want the session's %s", user, TokenUsername)
+	}
+	h := &Helper{
+		Ctx:      context.Background(),
+		Settings: f.deps.Settings,
+		Deps:     func(context.Context) (token.Deps, error) { return f.deps, nil },
+	}
+	forms := hostileServerURLs(t)
+	for _, form := range forms {
+		var out, errb bytes.Buffer
+		h.Stderr = &errb
+		code := Handle(h, "get", strings.NewReader(form), &out)
+		want := notFound + "\n"
+		if strings.TrimSpace(form) == "" {
+			want = "no credentials server URL\n" // the reference's answer to blank input
+		}
+		for _, secret := range []string{pt.Token, session} {
+			if strings.Contains(out.String(), secret) || strings.Contains(errb.String(), secret) {
+				t.Fatalf("get %q: exit %d, and a secret appears in the answer", form, code)
+			}
+		}
+		if code != 1 || out.String() != want {
+			t.Errorf("get %q = %d %q; want %q", form, code, out.String(), want)
+		}
+	}
+	if len(forms) < 25 {
+		t.Fatalf("only %d hostile forms", len(forms))
+	}
+}
