@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -97,8 +98,20 @@ func pullTokenCreate(a *App) *cobra.Command {
 				return err
 			}
 			if save {
+				replaced := ptStoredElse(cmd.Context(), pts, a.Settings.Registries, pt.Identity)
 				if err := pts.Keep(cmd.Context(), pt); err != nil {
 					return err
+				}
+				// The old one still works and may be in use elsewhere (a CI secret, another
+				// machine): say what was replaced and how to delete it, never delete it here.
+				now := pts.API().Now()
+				for _, old := range replaced {
+					validity := "valid until " + old.Expiry.UTC().Format(time.RFC3339)
+					if !old.Expiry.After(now) {
+						validity = "expired " + old.Expiry.UTC().Format(time.RFC3339)
+					}
+					fmt.Fprintf(cmd.ErrOrStderr(), "note: replaced the stored pull token %s (%s); it is not deleted: if nothing else uses it, run `docker-credential-cgr pull-token delete %s`\n",
+						old.Identity, validity, old.Identity)
 				}
 			}
 			out := cmd.OutOrStdout()
@@ -116,6 +129,19 @@ func pullTokenCreate(a *App) *cobra.Command {
 	f.BoolVar(&save, "save", false, "store it so that get serves it and renews it before it expires")
 	wantJSON = outputFlags(cmd, `print {"identity_id","token","expires"} as JSON`)
 	return cmd
+}
+
+// ptStoredElse returns the pull tokens stored for hosts other than identity, once each.
+func ptStoredElse(ctx context.Context, pts *token.PullTokens, hosts []string, identity string) []*token.PullToken {
+	var out []*token.PullToken
+	seen := map[string]bool{identity: true}
+	for _, h := range hosts {
+		if pt, err := pts.Stored(ctx, h); err == nil && !seen[pt.Identity] {
+			seen[pt.Identity] = true
+			out = append(out, pt)
+		}
+	}
+	return out
 }
 
 // printCreated shows the token once, and how to log in without putting it in argv.

@@ -215,6 +215,88 @@ func TestPullTokenCommands(t *testing.T) {
 	}
 }
 
+// create --save over a stored pull token says, on one stderr line, which one it replaced,
+// until when that one stays valid and how to delete it; it deletes nothing itself.
+func TestPullTokenCreateSaveReplaces(t *testing.T) {
+	e := newPTEnv(t)
+	// Two served hosts hold the saved token: still one line per replaced token.
+	e.env["CGR_REGISTRY"] = e.emu.RegistryHost() + ",registry.example.test"
+	e.login()
+	create := func(args ...string) (id, stderr string) {
+		t.Helper()
+		out, errs, code := e.run("", append([]string{"pull-token", "create", "--json"}, args...)...)
+		var c pullTokenJSON
+		if code != 0 || json.Unmarshal([]byte(out), &c) != nil {
+			t.Fatalf("create %v: exit %d: %s", args, code, errs)
+		}
+		noSecret(t, "create's stderr", errs, c.Token)
+		return c.IdentityID, errs
+	}
+
+	first, errs := create("--save", "--ttl", "2h")
+	if strings.Contains(errs, "replaced") {
+		t.Fatalf("the first --save says it replaced something: %q", errs)
+	}
+	if _, errs := create("--ttl", "1h"); strings.Contains(errs, "replaced") {
+		t.Fatalf("create without --save says it replaced something: %q", errs)
+	}
+	firstExp := e.stored(e.emu.RegistryHost()).Expiry.UTC().Format(time.RFC3339)
+
+	second, errs := create("--save", "--ttl", "3h")
+	var lines []string
+	for _, l := range strings.Split(errs, "\n") {
+		if strings.Contains(l, "replaced") {
+			lines = append(lines, l)
+		}
+	}
+	want := []string{first, "valid until " + firstExp, "`docker-credential-cgr pull-token delete " + first + "`"}
+	if len(lines) != 1 {
+		t.Fatalf("%d lines about the replaced token; want 1:\n%s", len(lines), errs)
+	}
+	for _, w := range want {
+		if !strings.Contains(lines[0], w) {
+			t.Errorf("the replacement note %q does not contain %q", lines[0], w)
+		}
+	}
+	if !e.emu.Identity(first) {
+		t.Error("the replaced pull token was deleted; it may be in use elsewhere")
+	}
+	for _, h := range []string{e.emu.RegistryHost(), "registry.example.test"} {
+		if got := e.stored(h).Identity; got != second {
+			t.Errorf("stored for %s: %s; want the new %s", h, got, second)
+		}
+	}
+
+	// A replaced token that has expired (by the platform's clock) is not called valid.
+	if _, errs, code := e.run("", "pull-token", "create", "--save", "--ttl", "1m"); code != 0 {
+		t.Fatalf("create --ttl 1m: exit %d: %s", code, errs)
+	}
+	third := e.stored(e.emu.RegistryHost()).Identity
+	e.emu.Clock().Advance(2 * time.Minute)
+	_, errs = create("--save", "--ttl", "1h")
+	if !strings.Contains(errs, "replaced the stored pull token "+third+" (expired ") {
+		t.Errorf("replacing an expired token: stderr %q", errs)
+	}
+}
+
+// stored is the pull token stored for host; the test fails when there is none.
+func (e *ptEnv) stored(host string) *token.PullToken {
+	e.t.Helper()
+	pt, err := token.NewPullTokens(e.deps(), nil).Stored(context.Background(), host)
+	if err != nil {
+		e.t.Fatalf("stored for %s: %v", host, err)
+	}
+	return pt
+}
+
+// noSecret fails when secret appears in text.
+func noSecret(t *testing.T, what, text, secret string) {
+	t.Helper()
+	if secret != "" && strings.Contains(text, secret) {
+		t.Fatalf("a secret appears in %s", what)
+	}
+}
+
 func TestKubeSecretCommand(t *testing.T) {
 	e := newPTEnv(t)
 	e.login()
