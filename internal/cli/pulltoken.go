@@ -165,6 +165,9 @@ type pullTokenListJSON struct {
 	Name       string   `json:"name"`
 	Expires    string   `json:"expires"`
 	StoredFor  []string `json:"stored_for"`
+	// Expired is judged with the platform's clock (learned from the API's Date headers),
+	// as the registry will judge it.
+	Expired bool `json:"expired"`
 }
 
 func pullTokenList(a *App) *cobra.Command {
@@ -174,7 +177,7 @@ func pullTokenList(a *App) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List the pull tokens of your organization (* marks the ones stored here)",
+		Short: "List the pull tokens of your organization (* marks the one saved here for get)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			asJSON, err := wantJSON()
@@ -197,6 +200,8 @@ func pullTokenList(a *App) *cobra.Command {
 					stored[pt.Identity] = append(stored[pt.Identity], h)
 				}
 			}
+			// The expirations are the platform's: judge them with its clock, not ours.
+			now := pts.API().Now()
 			out := cmd.OutOrStdout()
 			if asJSON {
 				rows := make([]pullTokenListJSON, 0, len(list))
@@ -204,6 +209,7 @@ func pullTokenList(a *App) *cobra.Command {
 					rows = append(rows, pullTokenListJSON{
 						IdentityID: pt.Identity, Name: pt.Name, Expires: pt.Expiry.UTC().Format(time.RFC3339),
 						StoredFor: append([]string{}, stored[pt.Identity]...),
+						Expired:   !pt.Expiry.After(now),
 					})
 				}
 				return ptWriteJSON(out, rows)
@@ -212,12 +218,8 @@ func pullTokenList(a *App) *cobra.Command {
 				fmt.Fprintln(out, "No pull tokens.")
 				return nil
 			}
-			now := time.Now()
-			if deps.Clock != nil {
-				now = deps.Clock.Now()
-			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "IDENTITY\tNAME\tEXPIRES\tSTORED")
+			fmt.Fprintln(tw, "IDENTITY\tNAME\tEXPIRES\tSAVED FOR GET")
 			for _, pt := range list {
 				mark := ""
 				if hs := stored[pt.Identity]; len(hs) > 0 {

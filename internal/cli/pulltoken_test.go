@@ -27,6 +27,9 @@ type ptEnv struct {
 	t   *testing.T
 	emu *emulator.Emulator
 	env map[string]string
+	// clock is this machine's clock as the commands see it: the emulator's by default, so
+	// that the two agree; the wall clock to let the emulator's run ahead of it.
+	clock token.Clock
 }
 
 func newPTEnv(t *testing.T) *ptEnv {
@@ -41,7 +44,7 @@ func newPTEnv(t *testing.T) *ptEnv {
 		k, v, _ := strings.Cut(kv, "=")
 		env[k] = v
 	}
-	return &ptEnv{t: t, emu: emu, env: env}
+	return &ptEnv{t: t, emu: emu, env: env, clock: emu.Clock()}
 }
 
 func (e *ptEnv) newDeps(stderr *bytes.Buffer) func(context.Context, config.Settings) (token.Deps, error) {
@@ -51,7 +54,7 @@ func (e *ptEnv) newDeps(stderr *bytes.Buffer) func(context.Context, config.Setti
 			return token.Deps{}, err
 		}
 		return token.Deps{
-			Settings: s, Store: st, HTTP: &http.Client{Timeout: 10 * time.Second}, Clock: e.emu.Clock(),
+			Settings: s, Store: st, HTTP: &http.Client{Timeout: 10 * time.Second}, Clock: e.clock,
 			Stderr: stderr, Rand: rand.Reader, OpenBrowser: e.emu.Browse,
 		}, nil
 	}
@@ -276,6 +279,82 @@ func TestPullTokenCreateSaveReplaces(t *testing.T) {
 	_, errs = create("--save", "--ttl", "1h")
 	if !strings.Contains(errs, "replaced the stored pull token "+third+" (expired ") {
 		t.Errorf("replacing an expired token: stderr %q", errs)
+	}
+}
+
+// list judges expiry with the platform's clock (here 30 minutes ahead of ours) and marks
+// the token saved here for get, in the table and in --json, whose fields stay.
+func TestPullTokenListMarks(t *testing.T) {
+	e := newPTEnv(t)
+	e.clock = token.SystemClock{}
+	e.login()
+	host := e.emu.RegistryHost()
+	id := func(args ...string) string {
+		t.Helper()
+		out, errs, code := e.run("", append([]string{"pull-token", "create", "--json"}, args...)...)
+		var c pullTokenJSON
+		if code != 0 || json.Unmarshal([]byte(out), &c) != nil {
+			t.Fatalf("create %v: exit %d: %s", args, code, errs)
+		}
+		return c.IdentityID
+	}
+	short := id("--ttl", "20m")
+	saved := id("--ttl", "3h", "--save")
+	other := id("--ttl", "2h")
+	// By our clock all three are alive; by the platform's the 20-minute one has expired.
+	e.emu.Clock().Advance(30 * time.Minute)
+
+	out, errs, code := e.run("", "pull-token", "list", "--json")
+	if code != 0 {
+		t.Fatalf("list --json: exit %d: %s", code, errs)
+	}
+	var rows []map[string]any
+	if err := json.Unmarshal([]byte(out), &rows); err != nil || len(rows) != 3 {
+		t.Fatalf("list --json: %v: %s", err, out)
+	}
+	for _, r := range rows {
+		for _, k := range []string{"identity_id", "name", "expires", "stored_for", "expired"} {
+			if _, ok := r[k]; !ok {
+				t.Errorf("list --json row without %q: %v", k, r)
+			}
+		}
+		rid := r["identity_id"]
+		if got, want := r["expired"], rid == short; got != want {
+			t.Errorf("%s: expired %v; want %v", rid, got, want)
+		}
+		storedFor, _ := r["stored_for"].([]any)
+		if got, want := len(storedFor) == 1 && storedFor[0] == host, rid == saved; got != want {
+			t.Errorf("%s: stored_for %v", rid, r["stored_for"])
+		}
+	}
+
+	out, errs, code = e.run("", "pull-token", "list")
+	if code != 0 {
+		t.Fatalf("list: exit %d: %s", code, errs)
+	}
+	lines := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 0 {
+			lines[f[0]] = l
+		}
+	}
+	if !strings.Contains(lines["IDENTITY"], "SAVED FOR GET") {
+		t.Errorf("list header: %q", lines["IDENTITY"])
+	}
+	for _, c := range []struct {
+		id              string
+		expired, marked bool
+	}{{short, true, false}, {saved, false, true}, {other, false, false}} {
+		l, ok := lines[c.id]
+		if !ok {
+			t.Fatalf("list does not show %s:\n%s", c.id, out)
+		}
+		if got := strings.Contains(l, "(expired)"); got != c.expired {
+			t.Errorf("row of %s marked expired: %v; want %v: %q", c.id, got, c.expired, l)
+		}
+		if got := strings.Contains(l, "* "+host); got != c.marked {
+			t.Errorf("row of %s marked saved: %v; want %v: %q", c.id, got, c.marked, l)
+		}
 	}
 }
 
