@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -129,18 +130,33 @@ func TestIssuerDownFreshTokenServed(t *testing.T) {
 }
 
 // status after a plain browser login names the user, the org (learned at login), where the
-// secrets are and when the session expires; --json carries the same.
+// secrets are, the registries served, when the session and the cached token expire, and the
+// saved pull token; --json carries the same.
 func TestStatusAfterLogin(t *testing.T) {
 	w := newWorld(t, emulator.Options{})
 	w.login()
+	host := w.emu.RegistryHost()
+	if _, _, r := w.get(host); r.code != 0 { // caches a registry token
+		t.Fatalf("get: exit %d: %s", r.code, r.stdout)
+	}
+	id, _ := w.pullToken("--save", "--name", "status-test")
 	r := w.helper("", "status", "--json")
 	var st struct {
-		LoggedIn      bool   `json:"logged_in"`
-		Subject       string `json:"subject"`
-		Email         string `json:"email"`
-		Org           string `json:"org"`
-		Store         string `json:"store"`
-		RefreshExpiry string `json:"refresh_expiry"`
+		Registries    []string `json:"registries"`
+		LoggedIn      bool     `json:"logged_in"`
+		Subject       string   `json:"subject"`
+		Email         string   `json:"email"`
+		Org           string   `json:"org"`
+		Store         string   `json:"store"`
+		RefreshExpiry string   `json:"refresh_expiry"`
+		Tokens        []struct {
+			Audience string    `json:"audience"`
+			Expiry   time.Time `json:"expiry"`
+		} `json:"tokens"`
+		PullTokens []struct {
+			Host, Identity, Name string
+			Expiry               time.Time
+		} `json:"pull_tokens"`
 	}
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &st) != nil {
 		t.Fatalf("status --json: exit %d: %s", r.code, r.stderr)
@@ -149,7 +165,66 @@ func TestStatusAfterLogin(t *testing.T) {
 	if !st.LoggedIn || st.Subject != u.ID || st.Email != u.Email || st.Org != w.emu.Org().Name || st.Store == "" || st.RefreshExpiry == "" {
 		t.Fatalf("status --json = %+v; want %s, %s, org %s", st, u.ID, u.Email, w.emu.Org().Name)
 	}
-	if r := w.helper("", "status"); r.code != 0 || !strings.Contains(r.stdout, w.emu.Org().Name) || !strings.Contains(r.stdout, u.Email) {
-		t.Fatalf("status: exit %d:\n%s", r.code, r.stdout)
+	if len(st.Registries) != 1 || st.Registries[0] != host {
+		t.Errorf("registries %v, want [%s]", st.Registries, host)
+	}
+	now := w.emu.Clock().Now()
+	cached := false
+	for _, tk := range st.Tokens {
+		if tk.Audience == emulator.Audience && tk.Expiry.After(now) {
+			cached = true
+		}
+	}
+	if !cached {
+		t.Errorf("tokens %+v: no unexpired %s token listed after a get", st.Tokens, emulator.Audience)
+	}
+	if len(st.PullTokens) != 1 || st.PullTokens[0].Host != host || st.PullTokens[0].Identity != id || st.PullTokens[0].Name != "status-test" || !st.PullTokens[0].Expiry.After(now.Add(700*time.Hour)) {
+		t.Errorf("pull_tokens %+v; want the saved token %s for %s, name status-test, expiring in about 720h", st.PullTokens, id, host)
+	}
+	noJWTIn(t, "status --json", r.stdout+r.stderr)
+	r = w.helper("", "status")
+	for _, want := range []string{w.emu.Org().Name, u.Email, host, id, "status-test", "Cached tokens:", "expires"} {
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("status: exit %d, no %q in:\n%s", r.code, want, r.stdout)
+		}
+	}
+	noJWTIn(t, "status", r.stdout+r.stderr)
+}
+
+// logout forgets the session; logout --all forgets every stored credential too (a saved pull
+// token, a `_token` given to store); both are idempotent and never fail for want of a login.
+func TestLogoutAndLogoutAll(t *testing.T) {
+	w := newWorld(t, emulator.Options{})
+	host := w.emu.RegistryHost()
+	if r := w.helper("", "logout"); r.code != 0 || !strings.Contains(r.stderr, "Not logged in") {
+		t.Fatalf("logout when never logged in: exit %d, stderr %q", r.code, r.stderr)
+	}
+	w.login()
+	w.pullToken("--save")
+	if r := w.helper("", "logout"); r.code != 0 {
+		t.Fatalf("logout: exit %d: %s", r.code, r.stderr)
+	}
+	if r := w.helper("", "status", "--json"); r.code != 0 || !strings.Contains(r.stdout, `"logged_in": false`) {
+		t.Fatalf("status after logout: exit %d\n%s", r.code, r.stdout)
+	}
+	// The pull token stays (it is not the session's) and is still served.
+	if user, _, r := w.get(host); r.code != 0 || user == "_token" {
+		t.Fatalf("get after logout with a saved pull token: exit %d user %q %s", r.code, user, r.stdout)
+	}
+	for i := 0; i < 2; i++ {
+		r := w.helper("", "logout", "--all")
+		if r.code != 0 {
+			t.Fatalf("logout --all (#%d): exit %d: %s", i+1, r.code, r.stderr)
+		}
+	}
+	r := w.helper(host, "get")
+	if r.code != 1 || strings.TrimSpace(r.stdout) != "credentials not found in native keychain" {
+		t.Fatalf("get after logout --all: exit %d %q; want not found", r.code, r.stdout)
+	}
+	if r := w.helper("", "list"); r.code != 0 || strings.TrimSpace(r.stdout) != "{}" {
+		t.Fatalf("list after logout --all: exit %d %q", r.code, r.stdout)
+	}
+	if files, _ := filepath.Glob(filepath.Join(w.storeDir(), "*.secret")); len(files) != 0 {
+		t.Fatalf("secrets left in the store after logout --all: %v", files)
 	}
 }

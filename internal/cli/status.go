@@ -17,6 +17,7 @@ import (
 
 // statusReport is `status --json`; it never holds a secret.
 type statusReport struct {
+	Registries       []string      `json:"registries"`
 	Issuer           string        `json:"issuer"`
 	Store            string        `json:"store"`
 	LoggedIn         bool          `json:"logged_in"`
@@ -50,8 +51,9 @@ func init() {
 		cmd := &cobra.Command{
 			Use:   "status [--json]",
 			Short: "Show who is logged in, where secrets are stored and when tokens expire",
-			Long: `Show the login session (subject, email, org), where secrets are stored, when the cached
-token and the refresh token expire, and the stored pull tokens with their expiry.
+			Long: `Show the registries served, the login session (subject, email, org), where secrets are
+stored, when the cached token and the refresh token expire, and the stored pull tokens with
+their expiry.
 
 Reads the store only: no network call, no refresh. Secrets are never printed.`,
 			Args: cobra.NoArgs,
@@ -66,7 +68,7 @@ Reads the store only: no network call, no refresh. Secrets are never printed.`,
 					return err
 				}
 				s := token.NewSession(d)
-				r := statusReport{Issuer: d.Settings.Issuer, Store: d.Store.Describe(), Tokens: []statusToken{}, PullTokens: []statusPull{}, WorkloadIdentity: d.Settings.Identity}
+				r := statusReport{Registries: d.Settings.Registries, Issuer: d.Settings.Issuer, Store: d.Store.Describe(), Tokens: []statusToken{}, PullTokens: []statusPull{}, WorkloadIdentity: d.Settings.Identity}
 				info, err := s.Info(ctx)
 				switch {
 				case err == nil:
@@ -117,6 +119,7 @@ Reads the store only: no network call, no refresh. Secrets are never printed.`,
 func printStatus(w io.Writer, r statusReport, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	defer tw.Flush()
+	fmt.Fprintf(tw, "Registries served:\t%s\n", strings.Join(r.Registries, ", "))
 	fmt.Fprintf(tw, "Issuer:\t%s\n", r.Issuer)
 	fmt.Fprintf(tw, "Secrets stored in:\t%s\n", r.Store)
 	switch {
