@@ -215,3 +215,66 @@ func equalMaps(a, b map[string][]byte) bool {
 	}
 	return true
 }
+
+// hostileServerURLs reads the hostile server URLs that credhelper's tests also read (the
+// served hosts there are cgr.dev and 127.0.0.1:5000).
+func hostileServerURLs(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("credhelper", "testdata", "hostile-server-urls.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var forms []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if line != "" && !strings.HasPrefix(line, "#") {
+			forms = append(forms, line)
+		}
+	}
+	if len(forms) < 25 {
+		t.Fatalf("only %d hostile forms", len(forms))
+	}
+	return forms
+}
+
+// Every hostile server URL, through the reference client and the built binary, is not found
+// while a usable credential is stored for each served host; no secret on stdout or stderr.
+func TestHostileServerURLsThroughReferenceClient(t *testing.T) {
+	w := newWorld(t, emulator.Options{})
+	w.login()
+	id, tok := w.pullToken()
+	// Not the emulator's host: its random port could be one the hostile forms name.
+	w.env["CGR_REGISTRY"] = "cgr.dev,127.0.0.1:5000"
+	var stderr bytes.Buffer
+	prog := func(args ...string) client.Program {
+		cmd := exec.Command(helperBin, args...)
+		cmd.Env = w.environ()
+		cmd.Stderr = &stderr
+		return &shell{cmd: cmd}
+	}
+	if err := client.Store(prog, &credentials.Credentials{ServerURL: "cgr.dev", Username: id, Secret: tok}); err != nil {
+		t.Fatalf("store of a pull token: %v", err)
+	}
+	// The credentials are usable: genuine forms get them.
+	if c, err := client.Get(prog, "https://cgr.dev/v2/"); err != nil || c.Username != id || c.Secret != tok {
+		t.Fatalf("get cgr.dev: %v; want the stored pull token", err)
+	}
+	c, err := client.Get(prog, "127.0.0.1:5000")
+	if err != nil || c.Username != "_token" || c.Secret == "" {
+		t.Fatalf("get 127.0.0.1:5000: %v; want the session's _token", err)
+	}
+	session := c.Secret
+	for _, form := range hostileServerURLs(t) {
+		stderr.Reset()
+		c, err := client.Get(prog, form)
+		if c != nil {
+			noSecretIn(t, "the answer to get "+form, c.Username+c.Secret, tok, session)
+		}
+		if err != nil {
+			noSecretIn(t, "the error of get "+form, err.Error(), tok, session)
+		}
+		noSecretIn(t, "stderr of get "+form, stderr.String(), tok, session)
+		if !credentials.IsErrCredentialsNotFound(err) {
+			t.Errorf("get %q: %v; want not found", form, err)
+		}
+	}
+}
