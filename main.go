@@ -88,14 +88,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 func protocol(ctx context.Context, action string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string, interactive bool) int {
 	s, err := config.Load(getenv, config.Flags{})
 	if err != nil {
-		if action == "list" { // list never fails because of what is (not) stored or set
-			fmt.Fprintf(stderr, "%s: %v\n", config.AppName, err)
-			fmt.Fprintln(stdout, "{}")
-			return 0
-		}
-		// One line, as every client prints it.
-		fmt.Fprintf(stdout, "%s: %s\n", config.AppName, strings.Join(strings.Fields(err.Error()), " "))
-		return 1
+		return settingsError(ctx, action, err, stdin, stdout, stderr, getenv)
 	}
 	deadline := getDeadline
 	if interactive && s.AutoLogin && !s.CI {
@@ -112,6 +105,39 @@ func protocol(ctx context.Context, action string, stdin io.Reader, stdout, stder
 		Hint:     interactive,
 	}
 	return credhelper.Handle(h, action, stdin, stdout)
+}
+
+// settingsError answers a protocol action when the settings cannot be loaded (a broken
+// config.yaml, a bad CGR_STORE, ...). Where the helper is the global credsStore, one broken
+// setting must not break pulls from every other registry: get and erase of a host it would not
+// serve answer as always (not found; nothing to erase), and only a host it would serve gets the
+// error, as one line.
+func settingsError(ctx context.Context, action string, loadErr error, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	line := fmt.Errorf("%s: %s", config.AppName, strings.Join(strings.Fields(loadErr.Error()), " "))
+	switch action {
+	case "list": // list never fails because of what is (not) stored or set
+		fmt.Fprintln(stderr, line)
+		fmt.Fprintln(stdout, "{}")
+		return 0
+	case "get", "erase":
+		// The served hosts, as far as they can still be known: the default and the raw
+		// CGR_REGISTRY (ServedHost matches only real hosts, so a bad entry matches nothing).
+		fallback := config.Settings{Registries: []string{config.DefaultRegistry}}
+		for _, r := range strings.Split(getenv("CGR_REGISTRY"), ",") {
+			fallback.Registries = append(fallback.Registries, strings.ToLower(strings.TrimSpace(r)))
+		}
+		// The usual protocol path (bounded stdin, the reference's framing): a served host
+		// reaches the store, which is where the settings error is answered.
+		h := &credhelper.Helper{
+			Ctx:      ctx,
+			Settings: fallback,
+			Deps:     func(context.Context) (token.Deps, error) { return token.Deps{}, line },
+			Stderr:   stderr,
+		}
+		return credhelper.Handle(h, action, stdin, stdout)
+	}
+	fmt.Fprintln(stdout, line) // one line, as every client prints it
+	return 1
 }
 
 // Version is the -ldflags version, else the module version from the build info.

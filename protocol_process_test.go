@@ -278,3 +278,51 @@ func TestHostileServerURLsThroughReferenceClient(t *testing.T) {
 		}
 	}
 }
+
+// A broken setting breaks only the hosts the helper would serve: where it is the global
+// credsStore, pulls from every other registry go on (not found, as always).
+func TestSettingsErrorOnlyForServedHosts(t *testing.T) {
+	w := newWorld(t, emulator.Options{})
+	emuHost := w.emu.RegistryHost()
+	const notFound = "credentials not found in native keychain\n"
+	cfg := filepath.Join(w.env["XDG_CONFIG_HOME"], "docker-credential-cgr", "config.yaml")
+	for _, c := range []struct {
+		name  string
+		setup func()
+		cause string // in the error line of a served host
+	}{
+		{"broken config.yaml", func() { w.write(cfg, "registry: [cgr.dev\n") }, "config.yaml"},
+		{"unknown key in config.yaml", func() { w.write(cfg, "registyr: cgr.dev\n") }, "config.yaml"},
+		{"bad CGR_STORE", func() { os.Remove(cfg); w.env["CGR_STORE"] = "vault" }, "CGR_STORE"},
+		{"bad entry in CGR_REGISTRY", func() {
+			w.env["CGR_STORE"] = "file"
+			w.env["CGR_REGISTRY"] = emuHost + ",https://bad/"
+		}, "CGR_REGISTRY"},
+	} {
+		c.setup()
+		for _, served := range []string{"cgr.dev", "https://cgr.dev/v2/", emuHost, "http://" + emuHost + "/v2/"} {
+			r := w.helper(served, "get")
+			if r.code != 1 || strings.Count(r.stdout, "\n") != 1 || !strings.HasPrefix(r.stdout, "docker-credential-cgr: ") || !strings.Contains(r.stdout, c.cause) {
+				t.Errorf("%s: get %s = %d %q; want one error line naming %s", c.name, served, r.code, r.stdout, c.cause)
+			}
+			if r := w.helper(served, "erase"); r.code != 1 || !strings.Contains(r.stdout, c.cause) {
+				t.Errorf("%s: erase %s = %d %q; want the error line", c.name, served, r.code, r.stdout)
+			}
+		}
+		for _, foreign := range []string{"example.com", "cgr.dev.evil.com", "https://index.docker.io/v1/", "https://cgr.dev@evil.com"} {
+			if r := w.helper(foreign, "get"); r.code != 1 || r.stdout != notFound {
+				t.Errorf("%s: get %s = %d %q; want exactly the not-found line", c.name, foreign, r.code, r.stdout)
+			}
+			if r := w.helper(foreign, "erase"); r.code != 0 || r.stdout != "" {
+				t.Errorf("%s: erase %s = %d %q; want nothing to erase, exit 0", c.name, foreign, r.code, r.stdout)
+			}
+		}
+		store := `{"ServerURL":"example.com","Username":"_token","Secret":"x"}`
+		if r := w.helper(store, "store"); r.code != 1 || !strings.Contains(r.stdout, c.cause) {
+			t.Errorf("%s: store = %d %q; want the error line", c.name, r.code, r.stdout)
+		}
+		if r := w.helper("", "list"); r.code != 0 || r.stdout != "{}\n" {
+			t.Errorf("%s: list = %d %q; want {}", c.name, r.code, r.stdout)
+		}
+	}
+}
