@@ -49,7 +49,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 
 	// Under sudo, work as the invoking user on that user's store, so `docker pull` and
 	// `sudo docker pull` share one login. configure writes root's files too, so it stays root.
-	if len(args) == 0 || args[0] != "configure" {
+	if commandName(args) != "configure" {
 		if ran, code, err := keystore.SudoReexec(getenv, args, stdin, stdout, stderr); ran {
 			return code
 		} else if err != nil {
@@ -138,6 +138,32 @@ func settingsError(ctx context.Context, action string, loadErr error, stdin io.R
 	}
 	fmt.Fprintln(stdout, line) // one line, as every client prints it
 	return 1
+}
+
+// valueFlags are the root command's persistent flags that take a value (internal/cli/root.go);
+// main_test.go holds this list to the command tree.
+var valueFlags = map[string]bool{"registry": true, "issuer": true, "api": true, "store": true}
+
+// commandName is the user command that args name, found as cobra finds it: the first
+// argument that is neither a flag nor a flag's value, before any "--". It runs before every
+// protocol action, so it only reads args and builds no command tree.
+func commandName(args []string) string {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return ""
+		case strings.HasPrefix(a, "--"):
+			if name := a[2:]; !strings.Contains(name, "=") && valueFlags[name] {
+				i++ // --flag value
+			}
+		case a == "" || strings.HasPrefix(a, "-"):
+			// -h, --help, "-": no persistent shorthand takes a separate value.
+		default:
+			return a
+		}
+	}
+	return ""
 }
 
 // Version is the -ldflags version, else the module version from the build info.
