@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"debug/buildinfo"
 	"errors"
 	"io"
 	"os"
@@ -323,6 +324,25 @@ func TestSettingsErrorOnlyForServedHosts(t *testing.T) {
 		}
 		if r := w.helper("", "list"); r.code != 0 || r.stdout != "{}\n" {
 			t.Errorf("%s: list = %d %q; want {}", c.name, r.code, r.stdout)
+		}
+	}
+}
+
+// version, -v and --version print the one documented line.
+func TestVersion(t *testing.T) {
+	bi, err := buildinfo.ReadFile(helperBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := bi.Main.Version
+	if v == "" {
+		v = "(devel)"
+	}
+	want := "docker-credential-cgr (github.com/cgrtools/docker-credential-cgr) " + v + "\n"
+	w := &world{t: t, env: map[string]string{"HOME": t.TempDir()}}
+	for _, arg := range []string{"version", "-v", "--version"} {
+		if r := w.helper("", arg); r.code != 0 || r.stdout != want {
+			t.Errorf("%s = %d %q; want %q", arg, r.code, r.stdout, want)
 		}
 	}
 }
