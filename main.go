@@ -5,6 +5,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -13,10 +14,12 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/docker/docker-credential-helpers/credentials"
 	"golang.org/x/term"
 
 	"github.com/cgrtools/docker-credential-cgr/credhelper"
@@ -104,7 +107,70 @@ func protocol(ctx context.Context, action string, stdin io.Reader, stdout, stder
 		Stderr:   stderr,
 		Hint:     interactive,
 	}
-	return credhelper.Handle(h, action, stdin, stdout)
+	if action != "get" {
+		return credhelper.Handle(h, action, stdin, stdout)
+	}
+	var out bytes.Buffer
+	code := credhelper.Handle(h, action, stdin, &out)
+	_, _ = stdout.Write(out.Bytes())
+	if code != 0 {
+		tellDockerUser(out.String())
+	}
+	return code
+}
+
+// tellDockerUser shows a failed get's line on the user's terminal when the docker CLI asked.
+// Docker, unlike crane, skopeo and helm, drops a helper's error and pulls anonymously, so the
+// user would see only a bare "unauthorized". Only the docker CLI's child writes there (the
+// others print the line themselves), only when the session has a terminal, and never the
+// not-found line, which is no error for an anonymous pull.
+func tellDockerUser(line string) {
+	line = strings.TrimSpace(line)
+	if line == "" || line == credentials.NewErrCredentialsNotFound().Error() || !calledByDockerCLI() {
+		return
+	}
+	tty, err := os.OpenFile("/dev/tty", os.O_WRONLY|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return // no controlling terminal: CI, a daemon, cron
+	}
+	defer tty.Close()
+	if !strings.HasPrefix(line, config.AppName+":") {
+		line = config.AppName + ": " + line
+	}
+	fmt.Fprintln(tty, line)
+}
+
+// calledByDockerCLI reports whether the process that ran this helper is the docker CLI,
+// looking past our own sudo re-exec (Linux only: it reads /proc).
+func calledByDockerCLI() bool {
+	pid := os.Getppid()
+	for range 3 {
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil {
+			return false
+		}
+		switch name := strings.TrimSpace(string(comm)); {
+		case name == "docker":
+			return true
+		case strings.HasPrefix(config.AppName, name): // comm is cut to 15 bytes
+			stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			if err != nil {
+				return false
+			}
+			// "pid (comm) state ppid ...": comm may hold spaces, so read after the last ')'.
+			rest := string(stat[strings.LastIndexByte(string(stat), ')')+1:])
+			fields := strings.Fields(rest)
+			if len(fields) < 2 {
+				return false
+			}
+			if pid, err = strconv.Atoi(fields[1]); err != nil {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 // settingsError answers a protocol action when the settings cannot be loaded (a broken
