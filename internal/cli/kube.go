@@ -120,27 +120,30 @@ else the login session.`,
 
 // KubeGetter serves a host's credential in the helper's order: workload identity, stored
 // pull token, login session.
+//
+// IssuerNow stays zero (our clock): the token package judges each credential by the issuer's
+// clock, but does not hand out the skew it used.
 func KubeGetter(d token.Deps) kube.Getter {
-	return func(ctx context.Context, host string) (string, string, time.Time, error) {
+	return func(ctx context.Context, host string) (kube.Credential, error) {
 		if w := token.NewWorkload(d); w != nil {
 			t, err := w.Token(ctx, d.Settings.Audience)
 			if err != nil {
-				return "", "", time.Time{}, err
+				return kube.Credential{}, err
 			}
-			return "_token", t.Raw, t.Expiry, nil
+			return kube.Credential{Username: "_token", Password: t.Raw, Expiry: t.Expiry}, nil
 		}
 		s := token.NewSession(d)
 		pt, err := token.NewPullTokens(d, s).Get(ctx, host)
 		if err == nil {
-			return pt.Identity, pt.Token, pt.Expiry, nil
+			return kube.Credential{Username: pt.Identity, Password: pt.Token, Expiry: pt.Expiry}, nil
 		}
 		if !errors.Is(err, token.ErrNoCredential) {
-			return "", "", time.Time{}, err
+			return kube.Credential{}, err
 		}
 		t, err := s.Token(ctx, d.Settings.Audience)
 		if err != nil {
-			return "", "", time.Time{}, err
+			return kube.Credential{}, err
 		}
-		return "_token", t.Raw, t.Expiry, nil
+		return kube.Credential{Username: "_token", Password: t.Raw, Expiry: t.Expiry}, nil
 	}
 }

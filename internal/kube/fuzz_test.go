@@ -27,14 +27,14 @@ func FuzzProviderServe(f *testing.F) {
 	p := &kube.Provider{
 		Hosts: []string{"cgr.dev", "127.0.0.1:5000"},
 		Now:   func() time.Time { return now },
-		Get: func(_ context.Context, host string) (string, string, time.Time, error) {
+		Get: func(_ context.Context, host string) (kube.Credential, error) {
 			switch host {
 			case "cgr.dev":
-				return "_token", "fuzz-secret", now.Add(time.Hour), nil
+				return kube.Credential{Username: "_token", Password: "fuzz-secret", Expiry: now.Add(time.Hour)}, nil
 			case "127.0.0.1:5000":
-				return "", "", time.Time{}, fmt.Errorf("nothing stored: %w", token.ErrNoCredential)
+				return kube.Credential{}, fmt.Errorf("nothing stored: %w", token.ErrNoCredential)
 			}
-			return "", "", time.Time{}, fmt.Errorf("Get called for %q, a host we do not serve", host)
+			return kube.Credential{}, fmt.Errorf("Get called for %q, a host we do not serve", host)
 		},
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {

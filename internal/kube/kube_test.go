@@ -212,7 +212,7 @@ func TestSecretNames(t *testing.T) {
 func TestSecretKubectlDryRun(t *testing.T) {
 	kubectl, err := exec.LookPath("kubectl")
 	if err != nil {
-		t.Skip("kubectl not installed")
+		t.Fatal("kubectl is not installed: scripts/deps.sh installs it")
 	}
 	discovery := map[string]string{
 		"/api":    `{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[{"clientCIDR":"0.0.0.0/0","serverAddress":"127.0.0.1"}]}`,
@@ -335,12 +335,12 @@ func TestProviderPullsFromRegistry(t *testing.T) {
 	p := &kube.Provider{
 		Hosts: []string{host},
 		Now:   f.emu.Clock().Now,
-		Get: func(ctx context.Context, h string) (string, string, time.Time, error) {
+		Get: func(ctx context.Context, h string) (kube.Credential, error) {
 			pt, err := pts.Get(ctx, h)
 			if err != nil {
-				return "", "", time.Time{}, err
+				return kube.Credential{}, err
 			}
-			return pt.Identity, pt.Token, pt.Expiry, nil
+			return kube.Credential{Username: pt.Identity, Password: pt.Token, Expiry: pt.Expiry}, nil
 		},
 	}
 	out, err := serve(t, p, request(t, f.emu.PrivateImage()))
@@ -364,14 +364,54 @@ func TestProviderPullsFromRegistry(t *testing.T) {
 	}
 }
 
+// A credential's expiry is in the issuer's clock: the cache duration is judged by the issuer's
+// time its source reports, not by ours, whichever way our clock is off.
+func TestProviderCacheUsesIssuerClock(t *testing.T) {
+	local := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	const life = 40 * time.Minute // true remaining life; half of it may be cached
+	for _, skew := range []time.Duration{50 * time.Minute, -50 * time.Minute, 0} {
+		issuerNow := local.Add(skew)
+		p := &kube.Provider{
+			Hosts: []string{"cgr.dev"},
+			Now:   func() time.Time { return local },
+			Get: func(context.Context, string) (kube.Credential, error) {
+				return kube.Credential{Username: "_token", Password: "tok", Expiry: issuerNow.Add(life), IssuerNow: issuerNow}, nil
+			},
+		}
+		out, err := serve(t, p, request(t, "cgr.dev/acme/app:latest"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := response(t, out)
+		if resp.CacheDuration == nil || resp.CacheDuration.Duration != life/2 {
+			t.Errorf("issuer clock %v from ours, %v left: cacheDuration %v; want %v", skew, life, resp.CacheDuration, life/2)
+		}
+	}
+	// No issuer time known: the provider's clock.
+	p := &kube.Provider{
+		Hosts: []string{"cgr.dev"},
+		Now:   func() time.Time { return local },
+		Get: func(context.Context, string) (kube.Credential, error) {
+			return kube.Credential{Username: "_token", Password: "tok", Expiry: local.Add(life)}, nil
+		},
+	}
+	out, err := serve(t, p, request(t, "cgr.dev/acme/app:latest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp := response(t, out); resp.CacheDuration == nil || resp.CacheDuration.Duration != life/2 {
+		t.Errorf("without an issuer time: cacheDuration %v; want %v", resp.CacheDuration, life/2)
+	}
+}
+
 func TestProviderForeignAndUnconfigured(t *testing.T) {
 	calls := 0
 	var getErr error
 	p := &kube.Provider{
 		Hosts: []string{"cgr.dev", "127.0.0.1:5000"},
-		Get: func(context.Context, string) (string, string, time.Time, error) {
+		Get: func(context.Context, string) (kube.Credential, error) {
 			calls++
-			return "", "", time.Time{}, getErr
+			return kube.Credential{}, getErr
 		},
 	}
 	for _, image := range []string{"docker.io/library/nginx:latest", "nginx", "cgr.dev.evil.com/chainguard/static", "127.0.0.1:5001/x/y", "evil.com/cgr.dev/x"} {
@@ -404,8 +444,8 @@ func TestProviderForeignAndUnconfigured(t *testing.T) {
 }
 
 func TestProviderRequests(t *testing.T) {
-	p := &kube.Provider{Hosts: []string{"cgr.dev"}, Get: func(context.Context, string) (string, string, time.Time, error) {
-		return "_token", "tok", time.Now().Add(time.Hour), nil
+	p := &kube.Provider{Hosts: []string{"cgr.dev"}, Get: func(context.Context, string) (kube.Credential, error) {
+		return kube.Credential{Username: "_token", Password: "tok", Expiry: time.Now().Add(time.Hour)}, nil
 	}}
 	// Older kubelets speak v1beta1/v1alpha1 (same schema): answered in the same version.
 	for _, v := range []string{"v1beta1", "v1alpha1"} {

@@ -45,15 +45,27 @@ type AuthConfig struct {
 	Password string `json:"password"`
 }
 
-// Getter returns the credential for a served registry host and when it stops being valid.
-// An error wrapping token.ErrNoCredential means nothing is configured (anonymous pulls).
-type Getter func(ctx context.Context, host string) (username, secret string, expiry time.Time, err error)
+// Credential is a registry credential for a served host and how long it stays valid.
+type Credential struct {
+	Username, Password string
+	// Expiry is when the credential stops being valid, by the issuer's clock (its exp claim).
+	Expiry time.Time
+	// IssuerNow is the issuer's time as the credential's source knew it (our clock plus the
+	// skew it learned from the issuer). The kubelet may reuse the answer for a share of
+	// Expiry - IssuerNow: judged by our clock instead, a clock behind the issuer's would let
+	// the kubelet keep an expired credential. Zero: the Provider's clock, no skew known.
+	IssuerNow time.Time
+}
+
+// Getter returns the credential for a served registry host. An error wrapping
+// token.ErrNoCredential means nothing is configured (anonymous pulls).
+type Getter func(ctx context.Context, host string) (Credential, error)
 
 // Provider answers the kubelet.
 type Provider struct {
 	Hosts []string // served registry hosts
 	Get   Getter
-	Now   func() time.Time // nil: time.Now
+	Now   func() time.Time // nil: time.Now; used when a Credential has no IssuerNow
 }
 
 const (
@@ -84,7 +96,7 @@ func (p *Provider) Serve(ctx context.Context, in io.Reader, out io.Writer) error
 		resp.CacheDuration = duration(foreignCache)
 		return write(out, resp)
 	}
-	user, secret, expiry, err := p.Get(ctx, host)
+	c, err := p.Get(ctx, host)
 	switch {
 	case errors.Is(err, token.ErrNoCredential):
 		// Nothing configured: no credentials, and ask again next time.
@@ -93,12 +105,15 @@ func (p *Provider) Serve(ctx context.Context, in io.Reader, out io.Writer) error
 	case err != nil:
 		return err
 	}
-	now := time.Now()
-	if p.Now != nil {
-		now = p.Now()
+	now := c.IssuerNow
+	if now.IsZero() {
+		now = time.Now()
+		if p.Now != nil {
+			now = p.Now()
+		}
 	}
-	resp.CacheDuration = duration(CacheFor(expiry.Sub(now)))
-	resp.Auth = map[string]AuthConfig{host: {Username: user, Password: secret}}
+	resp.CacheDuration = duration(CacheFor(c.Expiry.Sub(now)))
+	resp.Auth = map[string]AuthConfig{host: {Username: c.Username, Password: c.Password}}
 	return write(out, resp)
 }
 
