@@ -26,13 +26,26 @@ func kubeSecretCmd(a *App) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "kube-secret",
 		Short: "Print a Kubernetes Secret (kubernetes.io/dockerconfigjson) holding a fresh pull token",
-		Long: `Creates a pull token and prints a Secret of type kubernetes.io/dockerconfigjson holding it
-for every served registry host. Apply it and name it in imagePullSecrets:
+		Long: `Lets a Kubernetes cluster pull private images from the served registries (cgr.dev) with an
+image pull Secret. It creates a pull token through your login session (run
+` + "`docker-credential-cgr login`" + ` first) and prints a Secret of type
+kubernetes.io/dockerconfigjson holding it for every served registry host: the only Secret type
+the kubelet reads registry credentials from (an Opaque Secret is why pulls get 401).
+
+Apply it, then name it in the pod spec or its service account:
 
   docker-credential-cgr kube-secret --namespace apps | kubectl apply -f -
 
-The token expires after --ttl (annotation cgr.dev/expires); create a new Secret before then,
-or use ` + "`kubelet-provider`" + `, which needs no Secret.`,
+  spec:
+    imagePullSecrets:
+      - name: cgr-pull
+
+The token expires after --ttl (default 720h, at most 8760h); the Secret says when in its
+annotation cgr.dev/expires and names the token's identity in cgr.dev/identity. Create a new
+Secret before then (and delete the old identity with ` + "`pull-token delete ID`" + `), or use
+` + "`kubelet-provider`" + `, which needs no Secret and nothing replaced by hand.`,
+		Example: `  docker-credential-cgr kube-secret --namespace apps --ttl 2160h | kubectl apply -f -
+  docker-credential-cgr kube-secret --name regcred -o json > regcred.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			d, err := ptTTLFlag(ttl)
@@ -95,11 +108,57 @@ func kubeletProviderCmd(a *App) *cobra.Command {
 	return &cobra.Command{
 		Use:   "kubelet-provider",
 		Short: "Kubelet image credential provider plugin (CredentialProviderRequest on stdin)",
-		Long: `Run by the kubelet for every image pull that matches its CredentialProviderConfig: reads a
-CredentialProviderRequest (credentialprovider.kubelet.k8s.io/v1) on stdin and answers a
-CredentialProviderResponse on stdout with credentials for the served registry hosts: a
-workload identity (CGR_IDENTITY), else a stored pull token (renewed while a session exists),
-else the login session.`,
+		Long: `The kubelet's image credential provider plugin: with it, a node pulls private images from the
+served registries (cgr.dev) with no image pull Secret. The kubelet runs it for every image that
+matches its CredentialProviderConfig, writes a CredentialProviderRequest
+(credentialprovider.kubelet.k8s.io/v1) on stdin and reads a CredentialProviderResponse on stdout.
+
+Set-up on each node (as root, or with sudo):
+
+1. Put this binary in the kubelet's --image-credential-provider-bin-dir, under the provider's
+   name:
+
+     sudo install -D -m 0755 docker-credential-cgr \
+       /usr/local/lib/kubelet-credential-providers/docker-credential-cgr
+
+2. Write the kubelet's --image-credential-provider-config, e.g.
+   /etc/kubernetes/credential-providers.yaml:
+
+     apiVersion: kubelet.config.k8s.io/v1
+     kind: CredentialProviderConfig
+     providers:
+       - name: docker-credential-cgr
+         apiVersion: credentialprovider.kubelet.k8s.io/v1
+         args: ["kubelet-provider"]
+         matchImages: ["cgr.dev"]
+         defaultCacheDuration: "10m"
+         env:
+           - name: CGR_STORE
+             value: file
+           - name: CGR_STORE_DIR
+             value: /var/lib/docker-credential-cgr
+
+3. Give the plugin a credential. Best, nothing to renew: a workload identity, with env entries
+   CGR_IDENTITY (an assumable identity) and CGR_IDENTITY_TOKEN (a path to an OIDC token the
+   node keeps fresh). Or a login session in the node's store (the plugin serves it, and renews
+   a pull token saved there before it expires):
+
+     sudo env CGR_SUDO_SHARE=false CGR_STORE=file CGR_STORE_DIR=/var/lib/docker-credential-cgr \
+       /usr/local/lib/kubelet-credential-providers/docker-credential-cgr login --headless
+     sudo env CGR_SUDO_SHARE=false CGR_STORE=file CGR_STORE_DIR=/var/lib/docker-credential-cgr \
+       /usr/local/lib/kubelet-credential-providers/docker-credential-cgr pull-token create --save --ttl 8760h
+
+   (CGR_SUDO_SHARE=false: under sudo the helper otherwise runs as you, on your own store.)
+
+4. Restart the kubelet with
+     --image-credential-provider-config=/etc/kubernetes/credential-providers.yaml
+     --image-credential-provider-bin-dir=/usr/local/lib/kubelet-credential-providers
+
+Credentials come from a workload identity, else a stored pull token, else the login session,
+for served hosts only. The answer may be cached (cacheKeyType Registry) for half the
+credential's remaining life, at most 1h. With nothing configured the answer holds no
+credentials (public images still pull); a credential that cannot be made valid exits 1 with
+one line on stderr, which the kubelet logs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), kubeletDeadline)
