@@ -210,7 +210,7 @@ func storeError(err error) error {
 	case errors.Is(err, keystore.ErrLocked):
 		return &token.FixableError{Cause: "the keychain is locked", Fix: "unlock it (log in to the desktop), or set CGR_STORE=file", Err: err}
 	case errors.Is(err, keystore.ErrUnavailable):
-		return &token.FixableError{Cause: fmt.Sprintf("the secret store is unavailable (%v)", err), Fix: "docker-credential-cgr doctor", Err: err}
+		return &token.FixableError{Cause: err.Error(), Fix: "docker-credential-cgr doctor", Err: err} // err says "the secret store is unavailable: why"
 	}
 	return err
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -296,5 +297,27 @@ func TestHandleGetRefusesHostile(t *testing.T) {
 	}
 	if len(forms) < 25 {
 		t.Fatalf("only %d hostile forms", len(forms))
+	}
+}
+
+// A store that cannot be opened is one line that says so once and names the command to run.
+func TestGetStoreUnavailableOneLine(t *testing.T) {
+	f := newFixture(t, nil)
+	h := &Helper{
+		Ctx:      context.Background(),
+		Settings: f.deps.Settings,
+		Deps: func(context.Context) (token.Deps, error) {
+			return token.Deps{}, fmt.Errorf("%w: no D-Bus session bus", keystore.ErrUnavailable)
+		},
+		Stderr: io.Discard,
+	}
+	var out bytes.Buffer
+	code := Handle(h, "get", strings.NewReader(f.emu.RegistryHost()), &out)
+	line := strings.TrimSpace(out.String())
+	if code != 1 || strings.Contains(line, "\n") {
+		t.Fatalf("get with the store unavailable: exit %d %q; want exit 1 and one line", code, line)
+	}
+	if strings.Count(line, "unavailable") != 1 || !strings.Contains(line, "no D-Bus session bus") || !strings.Contains(line, "docker-credential-cgr doctor") {
+		t.Fatalf("the line %q should say once that the store is unavailable, why, and what to run", line)
 	}
 }
