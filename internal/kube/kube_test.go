@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	kubeletconfigv1 "k8s.io/kubelet/config/v1"
 	"k8s.io/kubelet/pkg/apis/credentialprovider"
 	"k8s.io/kubelet/pkg/apis/credentialprovider/install"
 	credentialproviderv1 "k8s.io/kubelet/pkg/apis/credentialprovider/v1"
@@ -492,5 +495,32 @@ func TestImageHost(t *testing.T) {
 		if got := kube.ImageHost(in); got != want {
 			t.Errorf("ImageHost(%q) = %q; want %q", in, got, want)
 		}
+	}
+}
+
+// The README's CredentialProviderConfig is one the kubelet reads (strictly, as its v1 type).
+func TestReadmeProviderConfig(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllSubmatch(b, -1)
+	found := 0
+	for _, m := range blocks {
+		if !bytes.Contains(m[1], []byte("kind: CredentialProviderConfig")) {
+			continue
+		}
+		found++
+		var cfg kubeletconfigv1.CredentialProviderConfig
+		if err := yaml.UnmarshalStrict(m[1], &cfg); err != nil {
+			t.Fatalf("README's CredentialProviderConfig: %v", err)
+		}
+		if len(cfg.Providers) != 1 || cfg.Providers[0].APIVersion != kube.Group+"/v1" || cfg.Providers[0].DefaultCacheDuration == nil ||
+			len(cfg.Providers[0].Args) != 1 || cfg.Providers[0].Args[0] != "kubelet-provider" {
+			t.Errorf("README's provider: %+v", cfg.Providers)
+		}
+	}
+	if found != 1 {
+		t.Fatalf("%d CredentialProviderConfig examples in README.md; want 1", found)
 	}
 }
