@@ -116,6 +116,22 @@ func (r *pullRecord) expired(now time.Time) bool {
 	return r.Expiry.Sub(now) <= margin
 }
 
+// IssuerNow is the issuer's time when ours is now, as far as t knows it: t's Expiry is the
+// issuer's, so Due and Expired judge it with this, as Get does.
+func (t *PullToken) IssuerNow(now time.Time) time.Time { return now.Add(t.skew) }
+
+// Due reports whether Get would renew t at our time now (less than a third of its lifetime
+// left by the issuer's clock).
+func (t *PullToken) Due(now time.Time) bool { return t.record().due(t.IssuerNow(now)) }
+
+// Expired reports whether Get would refuse to serve t at our time now.
+func (t *PullToken) Expired(now time.Time) bool { return t.record().expired(t.IssuerNow(now)) }
+
+// record is what the expiry judgements of t read.
+func (t *PullToken) record() *pullRecord {
+	return &pullRecord{Expiry: t.Expiry, TTLNS: int64(t.TTL), SkewNS: int64(t.skew)}
+}
+
 func (p *PullTokens) now() time.Time { return depClock(p.d).Now() }
 
 // issuerNow is the issuer's time as far as r knows it: every expiry and renewal decision about

@@ -62,7 +62,13 @@ type SessionInfo struct {
 	Tokens              map[string]time.Time // cached tokens: audience → expiry
 	// Identity is the assumed identity id of an "identity" session.
 	Identity string
+	// Skew is the issuer's clock minus ours, as the session learned it: RefreshExpiry and
+	// Tokens are the issuer's times (see IssuerNow).
+	Skew time.Duration
 }
+
+// IssuerNow is the issuer's time when ours is now: the session's expiries are judged with it.
+func (i *SessionInfo) IssuerNow(now time.Time) time.Time { return now.Add(i.Skew) }
 
 // sessionRecord is the value under session/<ih>.
 type sessionRecord struct {
@@ -528,6 +534,7 @@ func (s *Session) Info(ctx context.Context) (*SessionInfo, error) {
 	info := &SessionInfo{
 		Kind: sess.kind(), Subject: sess.Subject, Email: sess.Email, Org: sess.Org,
 		RefreshExpiry: sess.RefreshExpiry, Identity: sess.Identity, Tokens: map[string]time.Time{},
+		Skew: sess.skew(),
 	}
 	if sess.RefreshToken == "" {
 		info.RefreshExpiry = time.Time{}

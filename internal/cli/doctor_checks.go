@@ -148,7 +148,7 @@ func (s *tokenState) sessionCheck(ctx context.Context) []doctor.Result {
 	} else {
 		s.sessV = true
 		out = append(out, doctor.Result{Status: doctor.OK,
-			Saw: fmt.Sprintf("logged in as %s; a token for %s is valid until %s", desc, d.Settings.Audience, when(tok.Expiry, s.now()))})
+			Saw: fmt.Sprintf("logged in as %s; a token for %s is valid until %s", desc, d.Settings.Audience, when(tok.Expiry, info.IssuerNow(s.now())))})
 	}
 	out = append(out, s.refreshResult(info))
 	return out
@@ -156,7 +156,7 @@ func (s *tokenState) sessionCheck(ctx context.Context) []doctor.Result {
 
 func (s *tokenState) refreshResult(info *token.SessionInfo) doctor.Result {
 	r := doctor.Result{Check: "session refresh"}
-	now := s.now()
+	now := info.IssuerNow(s.now()) // the refresh expiry is the issuer's time, as get judges it
 	switch {
 	case info.Kind == "identity":
 		r.Status, r.Saw = doctor.OK, "identity session: renewed by exchanging the identity token, no refresh token to expire"
@@ -229,23 +229,21 @@ func (s *tokenState) pullTokenCheck(ctx context.Context) []doctor.Result {
 }
 
 func (s *tokenState) judgePullToken(ctx context.Context, name, host string, pt *token.PullToken, verified map[string]*doctor.Result) doctor.Result {
-	now := s.now()
-	life := pt.TTL
-	if life <= 0 {
-		life = token.DefaultPullTokenTTL
-	}
-	left := pt.Expiry.Sub(now)
+	// Judged as get judges it: by the issuer's clock, which made its expiry.
+	local := s.now()
+	now := pt.IssuerNow(local)
 	desc := "identity " + pt.Identity
 	if pt.Name != "" {
 		desc += " (" + pt.Name + ")"
 	}
 	replace := replaceFix(pt, s.sessV)
+	expired := pt.Expired(local)
 	switch {
-	case left <= 0 && s.sessV:
+	case expired && s.sessV:
 		return doctor.Result{Check: name, Status: doctor.Warn,
 			Saw: fmt.Sprintf("%s expired at %s; your login session replaces it at the next pull", desc, when(pt.Expiry, now)),
 			Fix: replace}
-	case left <= 0:
+	case expired:
 		return doctor.Result{Check: name, Status: doctor.Fail,
 			Saw: fmt.Sprintf("%s expired at %s and no valid login session can renew it: pulls get 401", desc, when(pt.Expiry, now)),
 			Fix: loginCmd + "   # then the next pull replaces the pull token; or store a new one: docker-credential-cgr pull-token create --save"}
@@ -265,7 +263,7 @@ func (s *tokenState) judgePullToken(ctx context.Context, name, host string, pt *
 			return r
 		}
 	}
-	if left < life/3 {
+	if pt.Due(local) {
 		if s.sessV {
 			return doctor.Result{Check: name, Status: doctor.OK,
 				Saw: fmt.Sprintf("%s expires at %s (less than a third of its life left): your login session renews it at the next pull", desc, when(pt.Expiry, now))}
