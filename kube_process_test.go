@@ -280,3 +280,37 @@ func TestKubeSecretThroughKubectl(t *testing.T) {
 		})
 	}
 }
+
+// With the issuer's clock 30 minutes ahead of ours, a credential's exp is 30 minutes further
+// off by our clock than it really is. The kubelet must still be told to cache each answer for
+// less than the credential lives: the session's and the pull token's skew, not our clock.
+func TestKubeletProviderIssuerClockAhead(t *testing.T) {
+	for _, source := range []struct {
+		name  string
+		setup func(w *world)
+	}{
+		{"login session", func(w *world) { w.login() }},
+		{"saved pull token", func(w *world) {
+			w.login()
+			w.pullToken("--save", "--ttl", "20m")
+		}},
+	} {
+		t.Run(source.name, func(t *testing.T) {
+			w := newWorld(t, emulator.Options{Clock: emulator.NewClock(time.Now().Add(30 * time.Minute)), TokenTTL: 10 * time.Minute})
+			source.setup(w)
+			resp, r := w.kubelet(w.emu.PrivateImage())
+			if r.code != 0 {
+				t.Fatalf("kubelet-provider: exit %d: %s", r.code, r.stderr)
+			}
+			a := resp.Auth[w.emu.RegistryHost()]
+			life := expiryOf(t, a.Password).Sub(w.emu.Clock().Now())
+			if resp.CacheDuration == nil || resp.CacheDuration.Duration <= 0 || resp.CacheDuration.Duration >= life {
+				t.Errorf("cacheDuration %v; want positive and shorter than the credential's remaining %v (by the issuer's clock)",
+					resp.CacheDuration, life.Round(time.Second))
+			}
+			if err := w.pullWith(a.Username, a.Password); err != nil {
+				t.Fatalf("the answer's credentials do not pull: %v", err)
+			}
+		})
+	}
+}

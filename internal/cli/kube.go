@@ -167,34 +167,36 @@ one line on stderr, which the kubelet logs.`,
 			if err != nil {
 				return err
 			}
-			var clock token.Clock = token.SystemClock{}
-			if deps.Clock != nil {
-				clock = deps.Clock
-			}
-			p := &kube.Provider{Hosts: a.Settings.Registries, Get: KubeGetter(deps), Now: clock.Now}
+			p := &kube.Provider{Hosts: a.Settings.Registries, Get: KubeGetter(deps), Now: kubeClock(deps).Now}
 			return p.Serve(ctx, cmd.InOrStdin(), cmd.OutOrStdout())
 		},
 	}
 }
 
+func kubeClock(d token.Deps) token.Clock {
+	if d.Clock != nil {
+		return d.Clock
+	}
+	return token.SystemClock{}
+}
+
 // KubeGetter serves a host's credential in the helper's order: workload identity, stored
-// pull token, login session.
-//
-// IssuerNow stays zero (our clock): the token package judges each credential by the issuer's
-// clock, but does not hand out the skew it used.
+// pull token, login session; each with the issuer's time the token package judged it by.
 func KubeGetter(d token.Deps) kube.Getter {
+	clock := kubeClock(d)
 	return func(ctx context.Context, host string) (kube.Credential, error) {
 		if w := token.NewWorkload(d); w != nil {
 			t, err := w.Token(ctx, d.Settings.Audience)
 			if err != nil {
 				return kube.Credential{}, err
 			}
+			// The workload's skew is not handed out: IssuerNow stays ours.
 			return kube.Credential{Username: "_token", Password: t.Raw, Expiry: t.Expiry}, nil
 		}
 		s := token.NewSession(d)
 		pt, err := token.NewPullTokens(d, s).Get(ctx, host)
 		if err == nil {
-			return kube.Credential{Username: pt.Identity, Password: pt.Token, Expiry: pt.Expiry}, nil
+			return kube.Credential{Username: pt.Identity, Password: pt.Token, Expiry: pt.Expiry, IssuerNow: pt.IssuerNow(clock.Now())}, nil
 		}
 		if !errors.Is(err, token.ErrNoCredential) {
 			return kube.Credential{}, err
@@ -203,6 +205,12 @@ func KubeGetter(d token.Deps) kube.Getter {
 		if err != nil {
 			return kube.Credential{}, err
 		}
-		return kube.Credential{Username: "_token", Password: t.Raw, Expiry: t.Expiry}, nil
+		c := kube.Credential{Username: "_token", Password: t.Raw, Expiry: t.Expiry}
+		// A session's cached tokens are judged with its skew. A `_token` stored without a
+		// session has none, and our clock is then the one it was judged by.
+		if info, err := s.Info(ctx); err == nil {
+			c.IssuerNow = info.IssuerNow(clock.Now())
+		}
+		return c, nil
 	}
 }
