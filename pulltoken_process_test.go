@@ -1,12 +1,22 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	"github.com/cgrtools/docker-credential-cgr/internal/emulator"
+	"github.com/cgrtools/docker-credential-cgr/token"
 )
 
 // A 30 s pull token, saved, is renewed by `get` once a third of its life is left, while
@@ -91,4 +101,112 @@ func TestPullTokenRenewalThroughBinary(t *testing.T) {
 	if r := w.helper("", "pull-token", "delete", strings.Repeat("0", 40)+"/0000000000000000"); r.code == 0 {
 		t.Fatal("deleting an unknown identity succeeded")
 	}
+}
+
+// A stored pull token due for renewal, and 20 get PROCESSES at once (parallel pulls,
+// BuildKit): the cross-process lock lets exactly one of them create the replacement; every
+// one answers with it, and the replaced identity is deleted.
+func TestPullTokenRenewalAcrossProcesses(t *testing.T) {
+	const gets = 20
+	w := newWorld(t, emulator.Options{})
+	host := w.emu.RegistryHost()
+	w.login()
+	old, oldTok := w.pullToken("--ttl", "1h")
+	// 45 minutes pass by the issuer's clock, and a new login learns that clock. Stored now (as
+	// docker login stores it), the token has 15 of its 60 minutes left: less than a third.
+	w.emu.Clock().Advance(45 * time.Minute)
+	if r := w.helper("", "logout"); r.code != 0 {
+		t.Fatalf("logout: exit %d: %s", r.code, r.stderr)
+	}
+	w.login()
+	cred := fmt.Sprintf(`{"ServerURL":%q,"Username":%q,"Secret":%q}`, host, old, oldTok)
+	if r := w.helper(cred, "store"); r.code != 0 {
+		noSecretIn(t, "store's output", r.stdout+r.stderr, oldTok)
+		t.Fatalf("store: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+
+	w.emu.ResetCounts()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	env := w.environ()
+	// A start line: every get waits for the file go to appear, then execs the helper, so
+	// the 20 race for real instead of being started one after the other.
+	goFile := filepath.Join(t.TempDir(), "go")
+	const wait = `while [ ! -e "$0" ]; do sleep 0.01; done; exec "$1" get`
+	cmds := make([]*exec.Cmd, gets)
+	outs, errs := make([]bytes.Buffer, gets), make([]bytes.Buffer, gets)
+	for i := range cmds {
+		cmd := exec.CommandContext(ctx, "sh", "-c", wait, goFile, helperBin)
+		cmd.Env, cmd.Stdin, cmd.Stdout, cmd.Stderr = env, strings.NewReader(host), &outs[i], &errs[i]
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("starting get %d: %v", i, err)
+		}
+		cmds[i] = cmd
+	}
+	start := time.Now()
+	w.write(goFile, "")
+	waitErrs := make([]error, gets)
+	for i, cmd := range cmds {
+		waitErrs[i] = cmd.Wait()
+	}
+	t.Logf("%d concurrent gets took %s", gets, time.Since(start).Round(time.Millisecond))
+
+	var renewed, secret string
+	for i := range cmds {
+		noSecretIn(t, "get's stderr", errs[i].String(), oldTok, secret)
+		if waitErrs[i] != nil {
+			t.Fatalf("get %d: %v: %s", i, waitErrs[i], outs[i].String())
+		}
+		var c struct{ ServerURL, Username, Secret string }
+		if err := json.Unmarshal(outs[i].Bytes(), &c); err != nil || c.ServerURL != host {
+			t.Fatalf("get %d: not the protocol JSON for %s (%v)", i, host, err)
+		}
+		noSecretIn(t, "get's stderr", errs[i].String(), c.Secret)
+		if i == 0 {
+			renewed, secret = c.Username, c.Secret
+		}
+		switch {
+		case c.Username == old:
+			t.Fatalf("get %d served the pull token that was due for renewal", i)
+		case c.Username != renewed || c.Secret != secret:
+			t.Fatalf("get %d answered identity %s; get 0 answered %s: more than one renewal", i, c.Username, renewed)
+		}
+	}
+	if n := w.emu.Count("api/identities.create"); n != 1 {
+		t.Errorf("%d identities created by %d concurrent gets; want exactly 1", n, gets)
+	}
+	if !token.ValidIdentityID(renewed) || !strings.HasPrefix(renewed, strings.Split(old, "/")[0]+"/") {
+		t.Errorf("renewed identity %q is not a pull token of the old one's org", renewed)
+	}
+	if w.emu.Identity(old) {
+		t.Errorf("the replaced identity %s still exists", old)
+	}
+	if !w.emu.Identity(renewed) {
+		t.Fatalf("the served identity %s does not exist", renewed)
+	}
+	// A valid pull-token credential: the pull-token JWT, good for about a fresh hour, and the
+	// registry lets it pull; the replaced one no longer can.
+	jwt, err := token.Parse(secret)
+	if err != nil || jwt.Issuer != token.PullTokenIssuer || jwt.Expiry.Sub(w.emu.Clock().Now()) < 50*time.Minute {
+		t.Fatalf("the served secret is not a fresh 1h pull-token JWT (%v)", err)
+	}
+	if err := pullWith(w, renewed, secret); err != nil {
+		t.Fatalf("pull with the renewed token: %v", err)
+	}
+	if err := pullWith(w, old, oldTok); err == nil {
+		t.Fatal("the replaced pull token still pulls")
+	}
+}
+
+// pullWith pulls the emulator's private image with a username and password, in process.
+func pullWith(w *world, user, pass string) error {
+	w.t.Helper()
+	ref, err := name.ParseReference(w.emu.PrivateImage(), name.Insecure)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = remote.Image(ref, remote.WithContext(ctx), remote.WithAuth(&authn.Basic{Username: user, Password: pass}))
+	return err
 }
