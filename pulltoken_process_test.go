@@ -210,3 +210,51 @@ func pullWith(w *world, user, pass string) error {
 	_, err = remote.Image(ref, remote.WithContext(ctx), remote.WithAuth(&authn.Basic{Username: user, Password: pass}))
 	return err
 }
+
+// Logged out, with only a saved pull token, real clients pull a private image through the
+// helper: skopeo (auth.json credHelpers) and the Docker Engine (config.json credHelpers).
+func TestSavedPullTokenPullsWithoutSession(t *testing.T) {
+	w := newWorld(t, emulator.Options{})
+	host := w.emu.RegistryHost()
+	img := w.emu.PrivateImage()
+	w.login()
+	id, tok := w.pullToken("--save")
+	if r := w.helper("", "logout"); r.code != 0 {
+		t.Fatalf("logout: exit %d: %s", r.code, r.stderr)
+	}
+	r := w.helper("", "status", "--json")
+	var st struct {
+		LoggedIn   bool `json:"logged_in"`
+		PullTokens []struct {
+			Host, Identity string
+		} `json:"pull_tokens"`
+	}
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &st) != nil {
+		t.Fatalf("status --json: exit %d: %s", r.code, r.stderr)
+	}
+	if st.LoggedIn || len(st.PullTokens) != 1 || st.PullTokens[0].Identity != id {
+		t.Fatalf("after logout: logged in %v, pull tokens %+v; want only the saved one", st.LoggedIn, st.PullTokens)
+	}
+	if user, secret, r := w.get(host); r.code != 0 || user != id || secret != tok {
+		t.Fatalf("get: exit %d, user %q; want the saved pull token %s", r.code, user, id)
+	}
+
+	t.Run("skopeo", func(t *testing.T) {
+		need(t, "skopeo")
+		r := w.run("", "skopeo", "inspect", "--tls-verify=false", "--authfile", w.env["REGISTRY_AUTH_FILE"], "docker://"+img)
+		noSecretIn(t, "skopeo's output", r.stdout+r.stderr, tok)
+		if r.code != 0 || !strings.Contains(r.stdout, `"Digest"`) {
+			t.Fatalf("skopeo inspect: exit %d: %s", r.code, r.stderr)
+		}
+	})
+	t.Run("docker", func(t *testing.T) {
+		need(t, "docker")
+		dockerEngine(t)
+		t.Cleanup(func() { w.run("", "docker", "rmi", "-f", img) })
+		r := w.run("", "docker", "pull", img)
+		noSecretIn(t, "docker's output", r.stdout+r.stderr, tok)
+		if r.code != 0 {
+			t.Fatalf("docker pull %s: exit %d: %s", img, r.code, r.stderr)
+		}
+	})
+}
