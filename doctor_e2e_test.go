@@ -335,6 +335,41 @@ func TestDoctorTokenOfAnotherOrg(t *testing.T) {
 	w.mustPull(img)
 }
 
+// An image whose org does not exist: the image org row agrees with the registry's 400
+// "unable to resolve" (the name is wrong), with no 403 and no --parent or --org for an org
+// that is not there, logged in or with a pull token alone.
+func TestDoctorUnknownImageOrg(t *testing.T) {
+	w := wiredWorld(t, emulator.Options{})
+	w.login()
+	img := w.emu.RegistryHost() + "/no-such-org.example/app:latest"
+	w.mustNotPull(img)
+	check := func(how string) docResult {
+		t.Helper()
+		res := w.mustFail("image org", []string{`"no-such-org.example"`, "does not exist"}, "--image", img)
+		if strings.Contains(res.Saw, "403") || strings.Contains(res.Fix, "--parent") || strings.Contains(res.Fix, "--org") {
+			t.Fatalf("%s: the org row speaks of another org's token for an org that does not exist: %+v", how, res)
+		}
+		rep, _ := w.doctor("--image", img)
+		probe := rep.named(t, "image "+img, "fail")
+		if !strings.Contains(probe.Saw, "unable to resolve") {
+			t.Fatalf("%s: the image row: %s", how, probe.Saw)
+		}
+		return res
+	}
+	res := check("logged in")
+	if !strings.Contains(res.Fix, `"`+w.emu.Org().Name+`"`) {
+		t.Errorf("logged in, the fix does not name the login's org: %q", res.Fix)
+	}
+	w.pullToken("--save")
+	w.helper("", "logout")
+	check("a pull token, no login")
+	// The fix: the image name with the org's right name.
+	if rep, r := w.doctor("--image", w.emu.PrivateImage()); r.code != 0 {
+		t.Fatalf("doctor --image with the right org: exit %d\n%s", r.code, rep.raw)
+	}
+	w.mustPull(w.emu.PrivateImage())
+}
+
 // Row "Identity not found" for a workload: CGR_IDENTITY names a deleted identity.
 func TestDoctorDeletedWorkloadIdentity(t *testing.T) {
 	w := wiredWorld(t, emulator.Options{})

@@ -51,17 +51,20 @@ Exit status 1 when anything failed.`,
 				env := doctor.Env{Settings: a.Settings, Getenv: a.Getenv, Executable: exe}
 				// The token checks (session, pull tokens, workload identity, clock, image org)
 				// and the --image check share one opening of the store, which never starts a
-				// login, and one listing of the orgs.
+				// login, one listing of the orgs, and one probe of the image.
 				ts := &tokenState{a: a}
-				checks := append(doctor.Standard(env), ts.checks(image)...)
 				if image != "" {
-					checks = append(checks, doctor.ImageCheck(doctor.ImageOptions{
+					ts.probe = doctor.NewImageProbe(doctor.ImageOptions{
 						Ref:         image,
 						Hosts:       a.Settings.Registries,
 						Credentials: helperCredentials(a, exe),
 						HTTP:        &http.Client{Timeout: 20 * time.Second},
 						OrgName:     ts.orgName,
-					}))
+					})
+				}
+				checks := append(doctor.Standard(env), ts.checks(image)...)
+				if ts.probe != nil {
+					checks = append(checks, ts.probe.Check())
 				}
 				ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
 				defer cancel()

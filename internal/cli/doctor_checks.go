@@ -66,6 +66,8 @@ type tokenState struct {
 	groupsOnce sync.Once
 	groups     []token.Group
 	groupsErr  error
+
+	probe *doctor.ImageProbe // --image: the registry's answer, shared with the image org check
 }
 
 // deps opens the store once. Doctor never starts a login: it reports and says what to run.
@@ -98,8 +100,9 @@ func (s *tokenState) deps(ctx context.Context) (token.Deps, error) {
 	return s.d, s.err
 }
 
-func storeSkip(err error) []doctor.Result {
-	return []doctor.Result{{Status: doctor.Skip, Saw: "the secret store cannot be opened (" + err.Error() + "); see the secret store check"}}
+// storeSkip: the secret store check above says why the store does not open and what to run.
+func storeSkip(error) []doctor.Result {
+	return []doctor.Result{{Status: doctor.Skip, Saw: "not checked: the secret store cannot be opened (see the secret store check)"}}
 }
 
 func (s *tokenState) now() time.Time { return s.d.Clock.Now() }
@@ -148,7 +151,7 @@ func (s *tokenState) sessionCheck(ctx context.Context) []doctor.Result {
 	} else {
 		s.sessV = true
 		out = append(out, doctor.Result{Status: doctor.OK,
-			Saw: fmt.Sprintf("logged in as %s; a token for %s is valid until %s", desc, d.Settings.Audience, when(tok.Expiry, info.IssuerNow(s.now())))})
+			Saw: fmt.Sprintf("logged in as %s; its registry token (audience %s) is valid until %s", desc, d.Settings.Audience, when(tok.Expiry, info.IssuerNow(s.now())))})
 	}
 	out = append(out, s.refreshResult(info))
 	return out
@@ -338,6 +341,9 @@ func (s *tokenState) verifyPullToken(ctx context.Context, desc string, pt *token
 
 // workloadCheck: with CGR_IDENTITY set, the exchange that `get` does first of all.
 func (s *tokenState) workloadCheck(ctx context.Context) []doctor.Result {
+	if s.a.Settings.Identity == "" {
+		return nil // no row: nothing to check, whatever the store says
+	}
 	d, err := s.deps(ctx)
 	if err != nil {
 		return storeSkip(err)
@@ -406,7 +412,7 @@ func (s *tokenState) clockCheck(ctx context.Context) []doctor.Result {
 	case abs > skewWarn:
 		return []doctor.Result{{Status: doctor.Warn, Saw: saw + ": clock skew breaks token freshness once it grows", Fix: clockFix}}
 	}
-	return []doctor.Result{{Status: doctor.OK, Saw: fmt.Sprintf("in step with %s (within %s)", issuer, skewWarn)}}
+	return []doctor.Result{{Status: doctor.OK, Saw: fmt.Sprintf("this machine's clock agrees with %s's within %s", issuer, skewWarn)}}
 }
 
 // imageOrgCheck names the org of the credential `get` would serve for the image's host and
@@ -432,6 +438,10 @@ func (s *tokenState) imageOrgCheck(ctx context.Context, image string) []doctor.R
 	defer cancel()
 
 	groups, groupsErr := s.orgGroups(ctx)
+	if s.probe != nil && s.probe.Result(ctx).Probe.OrgUnresolved() {
+		// No org has that name: no credential, login or pull token of it can help.
+		return []doctor.Result{unresolvedOrg(host, image, imgOrg, groups)}
+	}
 	nameOf := func(id string) string {
 		if n := groupName(groups, id); n != "" {
 			return fmt.Sprintf("%q (%s)", n, id)
@@ -494,6 +504,25 @@ func (s *tokenState) imageOrgCheck(ctx context.Context, image string) []doctor.R
 	return []doctor.Result{{Status: doctor.Fail,
 		Saw: fmt.Sprintf("you are logged in as %s, a member of %s, but the image %s is in org %q: the registry refuses the token (403 Forbidden)", who(s.info), orgs, image, imgOrg),
 		Fix: fmt.Sprintf("%s --org %s   # as an account that is a member of %s (or ask its admin to add you)", relogin, imgOrg, imgOrg)}}
+}
+
+// unresolvedOrg is the image org row when the registry cannot resolve the image's org: the
+// image name is wrong. It names the login's orgs when they are known.
+func unresolvedOrg(host, image, imgOrg string, groups []token.Group) doctor.Result {
+	var names []string
+	for _, g := range groups {
+		if !strings.Contains(g.ID, "/") && g.Name != "" {
+			names = append(names, fmt.Sprintf("%q", g.Name))
+		}
+	}
+	sort.Strings(names)
+	fix := doctor.OrgFix
+	if len(names) > 0 {
+		fix += "; your orgs: " + strings.Join(names, ", ")
+	}
+	return doctor.Result{Status: doctor.Fail,
+		Saw: fmt.Sprintf("the image %s names org %q, which does not exist at %s (the registry cannot resolve it): the image name or the org's spelling is wrong", image, imgOrg, host),
+		Fix: fix}
 }
 
 // orgGroups lists the orgs the login may act in (the platform API), once per doctor run;

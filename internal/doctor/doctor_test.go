@@ -164,14 +164,14 @@ func TestProbeImageAgainstEmulator(t *testing.T) {
 		cause, fix                   []string
 	}{
 		{name: "public, anonymous", repo: "chainguard/static:latest", status: OK, step: "manifest", cause: []string{"can be pulled (anonymously)"}},
-		{name: "private, anonymous", repo: private, status: Fail, step: "token", cause: []string{"is private", "no credential"}, fix: []string{"docker-credential-cgr login"}},
+		{name: "private, anonymous", repo: private, status: Fail, step: "token", cause: []string{"is private", "no login or pull token"}, fix: []string{"docker-credential-cgr login"}},
 		{name: "private, member", repo: private, username: "_token", secret: user, status: OK, step: "manifest"},
 		{name: "private, another org's user", repo: private, username: "_token", secret: e.MintToken(stranger.ID, "cgr.dev"), status: Fail, step: "token",
 			cause: []string{"not a member of org \"" + org.Name + "\""}, fix: []string{"login --org " + org.Name}},
 		{name: "private, another org's identity", repo: private, username: "_token", secret: e.MintToken(ident, "cgr.dev"), status: Fail, step: "token",
 			cause: []string{"belongs to org " + other.ID, "image to org \"" + org.Name + "\""}},
 		{name: "unknown org", repo: "no-such-org.example/app:latest", username: "_token", secret: user, status: Fail, step: "token",
-			cause: []string{"the org \"no-such-org.example\" in the image path does not exist"}},
+			cause: []string{"the org \"no-such-org.example\" in the image path does not exist"}, fix: []string{OrgFix}},
 		{name: "no such repository", repo: org.Name + "/nope:latest", username: "_token", secret: user, status: Fail, step: "manifest",
 			cause: []string{"does not exist"}},
 		{name: "malformed token", repo: private, username: "_token", secret: "not-a-jwt", status: Fail, step: "token",
@@ -193,6 +193,9 @@ func TestProbeImageAgainstEmulator(t *testing.T) {
 					t.Errorf("fix %q lacks %q", p.Fix, f)
 				}
 			}
+			if got, want := p.OrgUnresolved(), strings.HasPrefix(tt.repo, "no-such-org"); got != want {
+				t.Errorf("OrgUnresolved() = %v, want %v", got, want)
+			}
 			if tt.secret != "" && strings.Contains(p.Cause+p.Fix+p.Message, tt.secret) {
 				t.Error("the secret leaked into the probe")
 			}
@@ -204,8 +207,21 @@ func TestProbeImageAgainstEmulator(t *testing.T) {
 	c := ImageCheck(ImageOptions{Ref: e.PrivateImage(), Hosts: []string{host},
 		Credentials: func(context.Context, string) (string, string, error) { return "_token", user, nil }})
 	res := Run(context.Background(), []Check{c}).Results[0]
-	if res.Status != Fail || !strings.Contains(res.Saw, "token with a Chainguard token") || !strings.Contains(res.Saw, "[403 FORBIDDEN]") {
+	if res.Status != Fail || !strings.Contains(res.Saw, "a request with the Chainguard token the helper gives stopped at the registry's token endpoint: ") ||
+		!strings.Contains(res.Saw, "[403 FORBIDDEN]") {
 		t.Errorf("expired: %+v", res)
+	}
+	// Anonymous, in plain words: the request had no credential, not a "token with anonymous".
+	for ref, want := range map[string]string{
+		e.PrivateImage(): "an anonymous request (the helper has no credential for " + host + ") stopped at the registry's token endpoint: ",
+		e.PublicImage():  e.PublicImage() + " can be pulled (anonymously)",
+	} {
+		c = ImageCheck(ImageOptions{Ref: ref, Hosts: []string{host},
+			Credentials: func(context.Context, string) (string, string, error) { return "", "", nil }})
+		res := Run(context.Background(), []Check{c}).Results[0]
+		if !strings.HasPrefix(res.Saw, want) || strings.Contains(res.Saw, "with anonymous") {
+			t.Errorf("anonymous %s: %q, want it to start %q", ref, res.Saw, want)
+		}
 	}
 	c = ImageCheck(ImageOptions{Ref: "docker.io/library/alpine", Hosts: []string{host}})
 	// Another registry: not our business, and never a fix that would send it our tokens.

@@ -147,7 +147,11 @@ func ProbeImage(ctx context.Context, host, repo, username, secret string, hc *ht
 	case http.StatusNotFound:
 		p.Status = Fail
 		if p.Code == "MANIFEST_UNKNOWN" {
-			p.Cause = fmt.Sprintf("the credential works, but %s has no %s", name, ref)
+			what := fmt.Sprintf("tag %q", ref)
+			if strings.Contains(ref, ":") {
+				what = "manifest " + ref
+			}
+			p.Cause = fmt.Sprintf("the credential works, but %s has no %s", name, what)
 			p.Fix = "check the tag or digest"
 		} else {
 			p.Cause = fmt.Sprintf("the credential works, but %s/%s does not exist (%s)", host, name, p.Message)
@@ -163,6 +167,15 @@ func ProbeImage(ctx context.Context, host, repo, username, secret string, hc *ht
 	return p
 }
 
+// OrgUnresolved reports whether the registry refused the token because the org in the image
+// path does not resolve (no org of that name): 400 "unable to resolve" (PROTOCOL.md section 7).
+func (p Probe) OrgUnresolved() bool {
+	return p.Step == "token" && p.HTTPStatus == http.StatusBadRequest && strings.Contains(p.Message, "unable to resolve")
+}
+
+// OrgFix is the fix for an image whose org does not resolve.
+const OrgFix = "check the image name: <registry>/<org>/<image>, with the org's name spelt as the console shows it"
+
 // tokenCause maps a refused /token to its cause and fix (PROTOCOL.md section 7).
 func tokenCause(p Probe, status int, name string) (cause, fix string) {
 	msg := p.Message
@@ -170,11 +183,10 @@ func tokenCause(p Probe, status int, name string) (cause, fix string) {
 	case status == http.StatusBadRequest && strings.Contains(msg, "keys have expired"):
 		return "the pull token has expired (the registry says: this identity's keys have expired)",
 			"docker-credential-cgr pull-token create --save   # or: docker-credential-cgr logout && docker-credential-cgr login"
-	case status == http.StatusBadRequest && strings.Contains(msg, "unable to resolve"):
-		return fmt.Sprintf("the org %q in the image path does not exist (the registry says: %s)", p.ImageOrg, msg),
-			"check the image name: <registry>/<org>/<image>, with the org's name as the console shows it"
+	case p.OrgUnresolved():
+		return fmt.Sprintf("the org %q in the image path does not exist (the registry says: %s)", p.ImageOrg, msg), OrgFix
 	case status == http.StatusUnauthorized && p.Anonymous:
-		return fmt.Sprintf("%s is private and the helper gave no credential (not logged in, no pull token)", name),
+		return fmt.Sprintf("%s is private, and there is no login or pull token to pull it with", name),
 			"docker-credential-cgr login"
 	case status == http.StatusUnauthorized:
 		return "the registry did not accept the credential the helper gave", "docker-credential-cgr logout && docker-credential-cgr login"
@@ -336,46 +348,111 @@ type ImageOptions struct {
 	OrgName func(ctx context.Context, id string) string
 }
 
-// ImageCheck is `doctor --image REF`: a real token request for REF with the credential the
-// helper gives, and the cause when the registry says no.
-func ImageCheck(o ImageOptions) Check {
-	return NewCheck("image "+o.Ref, func(ctx context.Context) []Result {
-		host, repo, err := SplitImage(o.Ref)
-		if err != nil {
-			return []Result{{Status: Fail, Saw: err.Error()}}
+// ImageProbe is the probe of one image with the credential the helper gives, run once
+// however many checks read it: the image check, and the caller's checks that explain the
+// registry's answer (the org check).
+type ImageProbe struct {
+	o    ImageOptions
+	once sync.Once
+	res  ImageProbeResult
+}
+
+// ImageProbeResult is what an ImageProbe learned.
+type ImageProbeResult struct {
+	Host, Repo string
+	Served     bool   // the host is one the helper serves; nothing was probed otherwise
+	Err        error  // a malformed reference, or the helper's own one-line refusal
+	Username   string // what the helper gave; "" means anonymous
+	Probe      Probe
+}
+
+// NewImageProbe prepares the probe of o.Ref; nothing runs until Result.
+func NewImageProbe(o ImageOptions) *ImageProbe { return &ImageProbe{o: o} }
+
+// Result runs the probe the first time and returns what it learned.
+func (ip *ImageProbe) Result(ctx context.Context) ImageProbeResult {
+	ip.once.Do(func() { ip.res = ip.run(ctx) })
+	return ip.res
+}
+
+func (ip *ImageProbe) run(ctx context.Context) ImageProbeResult {
+	o := ip.o
+	var r ImageProbeResult
+	if r.Host, r.Repo, r.Err = SplitImage(o.Ref); r.Err != nil {
+		return r
+	}
+	for _, h := range o.Hosts {
+		r.Served = r.Served || h == r.Host
+	}
+	if !r.Served {
+		return r
+	}
+	var secret string
+	if o.Credentials != nil {
+		if r.Username, secret, r.Err = o.Credentials(ctx, r.Host); r.Err != nil {
+			return r
 		}
-		served := false
-		for _, h := range o.Hosts {
-			served = served || h == host
+	}
+	r.Probe = ProbeImage(ctx, r.Host, r.Repo, r.Username, secret, o.HTTP)
+	if r.Probe.TokenOrg != "" && o.OrgName != nil {
+		if n := o.OrgName(ctx, r.Probe.TokenOrg); n != "" {
+			r.Probe.Cause = strings.ReplaceAll(r.Probe.Cause, "org "+r.Probe.TokenOrg, fmt.Sprintf("org %q (%s)", n, r.Probe.TokenOrg))
 		}
-		if !served {
+	}
+	return r
+}
+
+// stepWhere names where a pull stopped, for a person.
+var stepWhere = map[string]string{
+	"ping":     "the registry's /v2/ endpoint",
+	"token":    "the registry's token endpoint",
+	"manifest": "the manifest fetch",
+}
+
+// Check is `doctor --image REF`: a real token request for REF with the credential the helper
+// gives, and the cause when the registry says no.
+func (ip *ImageProbe) Check() Check {
+	return NewCheck("image "+ip.o.Ref, func(ctx context.Context) []Result {
+		r := ip.Result(ctx)
+		switch {
+		case r.Err != nil && r.Host == "":
+			return []Result{{Status: Fail, Saw: r.Err.Error()}}
+		case !r.Served:
 			// Not a Chainguard registry: this helper is not involved, and it must never be
 			// told to serve one (it would hand Chainguard tokens to that host).
-			return []Result{{Status: Skip, Saw: fmt.Sprintf("%s is not a registry this helper serves (%s): docker-credential-cgr is not involved in pulling %s", host, strings.Join(o.Hosts, ", "), o.Ref)}}
+			return []Result{{Status: Skip, Saw: fmt.Sprintf("%s is not a registry this helper serves (%s): docker-credential-cgr is not involved in pulling %s", r.Host, strings.Join(ip.o.Hosts, ", "), ip.o.Ref)}}
+		case r.Err != nil:
+			return []Result{{Status: Fail, Saw: fmt.Sprintf("the helper gives no credential for %s: %v", r.Host, r.Err)}}
 		}
-		var user, secret string
-		if o.Credentials != nil {
-			if user, secret, err = o.Credentials(ctx, host); err != nil {
-				return []Result{{Status: Fail, Saw: fmt.Sprintf("the helper gives no credential for %s: %v", host, err)}}
+		p := r.Probe
+		if p.Status == OK {
+			saw := p.Cause
+			switch {
+			case r.Username == "_token":
+				saw += " with the Chainguard token the helper gives"
+			case r.Username != "":
+				saw += " with pull token " + r.Username
 			}
+			return []Result{{Status: OK, Saw: saw}}
 		}
-		p := ProbeImage(ctx, host, repo, user, secret, o.HTTP)
-		if p.TokenOrg != "" && o.OrgName != nil {
-			if n := o.OrgName(ctx, p.TokenOrg); n != "" {
-				p.Cause = strings.ReplaceAll(p.Cause, "org "+p.TokenOrg, fmt.Sprintf("org %q (%s)", n, p.TokenOrg))
-			}
-		}
-		who := "anonymous"
+		who := "an anonymous request (the helper has no credential for " + r.Host + ")"
 		switch {
-		case user == "_token":
-			who = "a Chainguard token"
-		case user != "":
-			who = "pull token " + user
+		case r.Username == "_token":
+			who = "a request with the Chainguard token the helper gives"
+		case r.Username != "":
+			who = "a request with pull token " + r.Username
 		}
-		saw := fmt.Sprintf("%s with %s: %s", p.Step, who, p.Cause)
-		if p.Code != "" && p.Status != OK {
+		where := stepWhere[p.Step]
+		if where == "" {
+			where = p.Step
+		}
+		saw := fmt.Sprintf("%s stopped at %s: %s", who, where, p.Cause)
+		if p.Code != "" {
 			saw += fmt.Sprintf(" [%d %s]", p.HTTPStatus, p.Code)
 		}
 		return []Result{{Status: p.Status, Saw: saw, Fix: p.Fix}}
 	})
 }
+
+// ImageCheck is `doctor --image REF` with a probe of its own.
+func ImageCheck(o ImageOptions) Check { return NewImageProbe(o).Check() }
