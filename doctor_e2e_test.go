@@ -400,26 +400,53 @@ func TestDoctorDeletedWorkloadIdentity(t *testing.T) {
 	w.mustPull(w.emu.PrivateImage())
 }
 
-// Row "the keychain is locked or missing": CGR_STORE=keychain with no session bus.
+// Row "the keychain is locked or missing": CGR_STORE=keychain (exported, or in config.yaml)
+// with no session bus. The fix is the persistent one, `store: file` in the config.yaml the
+// program reads (an export reaches neither sudo nor a Docker started from the desktop): run
+// as printed, then a login into the new store, doctor passes and a pull works, with the
+// session bus still missing.
 func TestDoctorKeychainUnavailable(t *testing.T) {
-	w := wiredWorld(t, emulator.Options{})
-	w.env["CGR_STORE"] = "keychain"
-	w.env["DBUS_SESSION_BUS_ADDRESS"] = "unix:path=" + filepath.Join(w.home, "no-bus")
-	res := w.mustFail("secret store", []string{"keychain"})
-	if !strings.Contains(res.Fix, "CGR_STORE=file") {
-		t.Fatalf("fix %q does not say CGR_STORE=file", res.Fix)
+	for _, tt := range []struct{ name, env, file string }{
+		{name: "CGR_STORE=keychain exported", env: "keychain"},
+		{name: "store: keychain in config.yaml", file: "auto_login: false\nstore: keychain\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := wiredWorld(t, emulator.Options{})
+			cfg := filepath.Join(w.env["XDG_CONFIG_HOME"], "docker-credential-cgr", "config.yaml")
+			delete(w.env, "CGR_STORE")
+			if tt.env != "" {
+				w.env["CGR_STORE"] = tt.env
+			}
+			if tt.file != "" {
+				w.write(cfg, tt.file)
+			}
+			w.env["DBUS_SESSION_BUS_ADDRESS"] = "unix:path=" + filepath.Join(w.home, "no-bus")
+			res := w.mustFail("secret store", []string{"keychain"})
+			if !strings.Contains(res.Fix, cfg) || !strings.Contains(res.Fix, "store: file") || !strings.Contains(res.Fix, "docker-credential-cgr login") {
+				t.Fatalf("fix %q: want store: file written to %s and a new login", res.Fix, cfg)
+			}
+			if _, _, r := w.get(w.emu.RegistryHost()); r.code != 1 || strings.Count(strings.TrimSpace(r.stdout), "\n") != 0 {
+				t.Fatalf("get with no keychain: exit %d %q; want one line", r.code, r.stdout)
+			}
+			w.runFix(res.Fix)
+			if b, err := os.ReadFile(cfg); err != nil || !strings.Contains(string(b), "store: file") {
+				t.Fatalf("after the fix %s reads %q (%v)", cfg, b, err)
+			}
+			if tt.env != "" {
+				// The fix begins with `unset CGR_STORE`: in the person's shell, that lasts.
+				if !strings.HasPrefix(res.Fix, "unset CGR_STORE && ") {
+					t.Fatalf("fix %q leaves CGR_STORE=%s in the environment, which wins over config.yaml", res.Fix, tt.env)
+				}
+				delete(w.env, "CGR_STORE")
+				t.Setenv("CGR_STORE", "") // w.pull's in-process client execs the helper with this process's environment
+			}
+			w.login()
+			if rep, r := w.doctor(); r.code != 0 {
+				t.Fatalf("doctor after the fix and a login: exit %d\n%s", r.code, rep.raw)
+			}
+			w.mustPull(w.emu.PrivateImage())
+		})
 	}
-	if _, _, r := w.get(w.emu.RegistryHost()); r.code != 1 || strings.Count(strings.TrimSpace(r.stdout), "\n") != 0 {
-		t.Fatalf("get with no keychain: exit %d %q; want one line", r.code, r.stdout)
-	}
-	// The fix is an environment change: export CGR_STORE=file.
-	w.env["CGR_STORE"] = "file"
-	delete(w.env, "DBUS_SESSION_BUS_ADDRESS")
-	w.login()
-	if rep, r := w.doctor(); r.code != 0 {
-		t.Fatalf("doctor after CGR_STORE=file: exit %d\n%s", r.code, rep.raw)
-	}
-	w.mustPull(w.emu.PrivateImage())
 }
 
 // Row "Kubernetes pulls get 401": kube-secret is always kubernetes.io/dockerconfigjson, and

@@ -9,12 +9,14 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cgrtools/docker-credential-cgr/internal/clientconfig"
+	"github.com/cgrtools/docker-credential-cgr/internal/config"
 	"github.com/cgrtools/docker-credential-cgr/internal/doctor"
 )
 
@@ -48,7 +50,7 @@ Exit status 1 when anything failed.`,
 					}
 				}
 				exe, _ := os.Executable()
-				env := doctor.Env{Settings: a.Settings, Getenv: a.Getenv, Executable: exe}
+				env := doctor.Env{Settings: a.Settings, Getenv: a.Getenv, Executable: exe, ConfigFile: configFile(a)}
 				// The token checks (session, pull tokens, workload identity, clock, image org)
 				// and the --image check share one opening of the store, which never starts a
 				// login, one listing of the orgs, and one probe of the image.
@@ -86,6 +88,18 @@ Exit status 1 when anything failed.`,
 		cmd.Flags().StringVar(&image, "image", "", "also request a registry token for this image, e.g. cgr.dev/<org>/<image>:latest")
 		return cmd
 	})
+}
+
+// configFile is the config.yaml this run reads (config.Load's path), whether or not it exists.
+func configFile(a *App) string {
+	if a.Settings.ConfigFile != "" {
+		return a.Settings.ConfigFile
+	}
+	dir := a.Flags.ConfigDir
+	if dir == "" {
+		dir = config.UserConfigDir(a.Getenv)
+	}
+	return filepath.Join(dir, config.AppName, "config.yaml")
 }
 
 // helperCredentials asks the helper for a host's credential exactly as a client does: it runs

@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -34,6 +37,10 @@ type Env struct {
 	// ListStore lists what a credsStore helper holds (`docker-credential-<name> list`);
 	// nil: run it with a deadline.
 	ListStore func(ctx context.Context, name string) (map[string]string, error)
+	// ConfigFile is the config.yaml this program reads, whether or not it exists: a setting
+	// written there holds for every run, also one Docker starts from a desktop session or
+	// sudo starts, where an exported variable does not reach. "": no persistent fix is offered.
+	ConfigFile string
 }
 
 func (e Env) sudo() bool {
@@ -223,19 +230,90 @@ func StoreCheck(e Env) Check {
 		case err == nil:
 			return []Result{{Status: OK, Saw: fmt.Sprintf("%s (%s, CGR_STORE=%s)", st.Describe(), st.Kind(), e.Settings.Store)}}
 		case errors.Is(err, keystore.ErrLocked):
-			return []Result{{Status: Fail, Saw: fmt.Sprintf("the keychain is locked: %v", err),
-				Fix: "unlock the login keyring (log in to the desktop session), or keep secrets in files: export CGR_STORE=file"}}
+			return []Result{{Status: Fail, Saw: fmt.Sprintf("the keychain is locked (CGR_STORE=%s): %s", e.Settings.Store, trimErr(err, keystore.ErrLocked)),
+				Fix: e.storeFileFix() + ". Or unlock the login keyring instead (log in to the desktop session)"}}
 		case errors.Is(err, keystore.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-			fix := "export CGR_STORE=file   # keep credentials in files only you can read"
 			if e.Settings.Store == "file" {
-				fix = fmt.Sprintf("make %s writable by you (mode 0700), or set CGR_STORE_DIR to a directory that is", e.Settings.StoreDir)
+				return []Result{{Status: Fail, Saw: fmt.Sprintf("the file store cannot be used: %v", err),
+					Fix: fmt.Sprintf("make %s writable by you (mode 0700), or set CGR_STORE_DIR to a directory that is", e.Settings.StoreDir)}}
 			}
-			return []Result{{Status: Fail, Saw: fmt.Sprintf("the %s store cannot be reached: %v", e.Settings.Store, err), Fix: fix}}
+			return []Result{{Status: Fail, Saw: fmt.Sprintf("the keychain cannot be reached (CGR_STORE=%s): %s", e.Settings.Store, trimErr(err, keystore.ErrUnavailable)),
+				Fix: e.storeFileFix()}}
 		case errors.Is(err, fs.ErrPermission):
 			return []Result{{Status: Fail, Saw: err.Error(),
 				Fix: fmt.Sprintf("sudo chown -R $(id -u):$(id -g) %s", e.Settings.StoreDir)}}
+		case e.Settings.Store == "file":
+			return []Result{{Status: Fail, Saw: err.Error(),
+				Fix: fmt.Sprintf("make %s writable by you (mode 0700), or set CGR_STORE_DIR to a directory that is", e.Settings.StoreDir)}}
 		default:
-			return []Result{{Status: Fail, Saw: err.Error(), Fix: "export CGR_STORE=file"}}
+			return []Result{{Status: Fail, Saw: err.Error(), Fix: e.storeFileFix()}}
 		}
 	})
+}
+
+// trimErr drops the sentinel's own words from the front of err's message ("the secret store
+// is unavailable: dial ...": the result already says so).
+func trimErr(err, sentinel error) string {
+	msg := err.Error()
+	if rest, ok := strings.CutPrefix(msg, sentinel.Error()+": "); ok && rest != "" {
+		return rest
+	}
+	return msg
+}
+
+// storeKeyRE matches a config.yaml line that sets the store (store, Store, cgr_store,
+// CGR-STORE; not store_dir), as config.Load reads keys.
+var storeKeyRE = regexp.MustCompile(`(?i)^((?:cgr[_-])?store)[ \t]*:`)
+
+// storeFileFix is the persistent switch to the file store: `store: file` in the config.yaml
+// this program reads (an exported CGR_STORE does not reach a helper that Docker starts from
+// the desktop session, or one started by sudo), with CGR_STORE unset when it says otherwise
+// (the environment wins over the file). The file store starts empty: a new login follows.
+func (e Env) storeFileFix() string {
+	login := "   # then log in again, into the file store (it starts empty): " + clientconfig.HelperBinary + " login"
+	getenv := e.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	var steps []string
+	if v := strings.TrimSpace(getenv("CGR_STORE")); v != "" && !strings.EqualFold(v, "file") {
+		steps = append(steps, "unset CGR_STORE")
+		login = "   # and drop CGR_STORE from your shell profile;" + strings.TrimPrefix(login, "   #")
+	}
+	if e.ConfigFile == "" {
+		return strings.Join(append(steps, "export CGR_STORE=file"), " && ") + login
+	}
+	path := shellQuote(e.ConfigFile)
+	b, err := os.ReadFile(e.ConfigFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		steps = append(steps, fmt.Sprintf("mkdir -p %s && printf 'store: file\\n' >> %s", shellQuote(filepath.Dir(e.ConfigFile)), path))
+	case err != nil:
+		steps = append(steps, fmt.Sprintf("printf 'store: file\\n' >> %s", path))
+	default:
+		key := ""
+		for _, line := range strings.Split(string(b), "\n") {
+			if m := storeKeyRE.FindStringSubmatch(line); m != nil {
+				key = m[1]
+			}
+		}
+		switch {
+		case key != "":
+			// Replace the line (a second store key would make the file unreadable).
+			steps = append(steps, fmt.Sprintf("sed -i.bak 's/^%s[[:space:]]*:.*/store: file/' %s", key, path))
+		case len(b) > 0 && !bytes.HasSuffix(b, []byte("\n")):
+			steps = append(steps, fmt.Sprintf("printf '\\nstore: file\\n' >> %s", path))
+		default:
+			steps = append(steps, fmt.Sprintf("printf 'store: file\\n' >> %s", path))
+		}
+	}
+	return strings.Join(steps, " && ") + login
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./:@%+=,-") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

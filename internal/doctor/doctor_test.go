@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -262,5 +263,71 @@ func TestProbeExpiredPullToken(t *testing.T) {
 	if p.Status != Fail || !strings.Contains(p.Cause, "pull token has expired") || !strings.Contains(p.Fix, "pull-token create --save") ||
 		p.TokenOrg != "0123456789012345678901234567890123456789" {
 		t.Errorf("%+v", p)
+	}
+}
+
+// The store check's fix for an unreachable keychain is persistent: run by a shell as
+// printed, it leaves a config.yaml that config.Load reads as the file store, with every other
+// setting kept, and CGR_STORE unset when the environment said keychain.
+func TestStoreFixPersists(t *testing.T) {
+	tests := []struct {
+		name, envStore, existing string
+		wantUnset                bool
+	}{
+		{name: "no config file, CGR_STORE=keychain", envStore: "keychain", wantUnset: true},
+		{name: "store: keychain in the file", existing: "registry: cgr.dev\nstore: keychain\nauto_login: false\n"},
+		{name: "CGR_STORE key spelt in capitals", existing: "CGR_STORE: keychain\nbrowser: firefox\n"},
+		{name: "other keys, no final newline", existing: "auto_login: false"},
+		{name: "store_dir is not store", existing: "store_dir: /tmp/x\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			home := filepath.Join(t.TempDir(), "a home") // a space: the paths must be quoted
+			cfgDir := filepath.Join(home, ".config")
+			cfg := filepath.Join(cfgDir, "docker-credential-cgr", "config.yaml")
+			if tt.existing != "" {
+				os.MkdirAll(filepath.Dir(cfg), 0o700)
+				os.WriteFile(cfg, []byte(tt.existing), 0o600)
+			}
+			envm := map[string]string{"HOME": home, "XDG_CONFIG_HOME": cfgDir}
+			if tt.envStore != "" {
+				envm["CGR_STORE"] = tt.envStore
+			}
+			getenv := func(k string) string { return envm[k] }
+			before, err := config.Load(getenv, config.Flags{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			env := Env{Settings: before, Getenv: getenv, ConfigFile: cfg,
+				OpenStore: func(context.Context) (keystore.Store, error) {
+					return nil, fmt.Errorf("%w: connecting to the session bus: no bus", keystore.ErrUnavailable)
+				}}
+			res := Run(context.Background(), []Check{StoreCheck(env)}).Results[0]
+			if res.Status != Fail || strings.Contains(res.Saw, "unavailable: connecting") {
+				t.Fatalf("%+v", res)
+			}
+			if !strings.Contains(res.Fix, "log in again") || strings.HasPrefix(res.Fix, "export") {
+				t.Errorf("fix %q: want the persistent setting and a new login", res.Fix)
+			}
+			if got := strings.HasPrefix(res.Fix, "unset CGR_STORE && "); got != tt.wantUnset {
+				t.Errorf("fix %q: unset CGR_STORE %v, want %v", res.Fix, got, tt.wantUnset)
+			}
+			cmd := exec.Command("sh", "-c", res.Fix)
+			cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "CGR_STORE=" + tt.envStore}
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("fix %q: %v\n%s", res.Fix, err, out)
+			}
+			delete(envm, "CGR_STORE") // what the fix's unset does in the person's shell
+			after, err := config.Load(getenv, config.Flags{})
+			if err != nil {
+				t.Fatalf("after the fix: %v", err)
+			}
+			if after.Store != "file" || after.ConfigFile != cfg {
+				t.Errorf("after the fix: store %q from %q", after.Store, after.ConfigFile)
+			}
+			if after.AutoLogin != before.AutoLogin || after.Browser != before.Browser || after.StoreDir != before.StoreDir {
+				t.Errorf("the fix changed other settings: %+v, was %+v", after, before)
+			}
+		})
 	}
 }
