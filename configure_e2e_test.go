@@ -6,7 +6,9 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -192,5 +194,62 @@ func TestConfigureHelm(t *testing.T) {
 	w.helper("", "logout")
 	if r := w.run("", helm, "push", chart, ref, "--plain-http"); r.code == 0 {
 		t.Fatal("helm push worked logged out")
+	}
+}
+
+// `sudo docker-credential-cgr configure`: a finding in root's file comes with a fix that says
+// sudo (the person at the keyboard is not root), the user's own fixes do not; and the dry run
+// says what it would change, with no failure its own changes would fix.
+func TestConfigureUnderSudoFixesSaySudo(t *testing.T) {
+	sw := newSudoWorld(t)
+	host := sw.emu.RegistryHost()
+	stale := base64.StdEncoding.EncodeToString([]byte("someone:an-old-password"))
+	rootCfg := filepath.Join(sw.rootEnv["DOCKER_CONFIG"], "config.json")
+	if err := os.MkdirAll(filepath.Dir(rootCfg), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(rootCfg, []byte(fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, host, stale)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rootFix := "fix: sudo docker-credential-cgr configure --docker --fix-shadowing"
+
+	r := sw.asSudo("", sw.helperPath(), "configure", "--docker", "--dry-run")
+	if r.code != 0 || strings.Contains(r.stderr, "fail:") || strings.Contains(r.stderr, "no credHelpers entry") ||
+		!strings.Contains(r.stderr, sw.u.Username+": ") || !strings.Contains(r.stderr, "would be created") ||
+		!strings.Contains(r.stderr, "root: would remain: auths[\""+host+"\"] still holds a static secret") || !strings.Contains(r.stderr, rootFix) {
+		t.Fatalf("sudo configure --dry-run: exit %d\n%s", r.code, r.stderr)
+	}
+	if b, _ := os.ReadFile(rootCfg); strings.Contains(string(b), "credHelpers") {
+		t.Fatal("the dry run wrote root's config")
+	}
+
+	r = sw.asSudo("", sw.helperPath(), "configure", "--docker")
+	if r.code != 0 {
+		t.Fatalf("sudo configure: exit %d: %s", r.code, r.stderr)
+	}
+	var fix string
+	for _, l := range strings.Split(r.stderr, "\n") {
+		_, f, ok := strings.Cut(l, "; fix: ")
+		switch {
+		case ok && strings.HasPrefix(l, "root: "):
+			fix = f
+		case ok && strings.HasPrefix(l, sw.u.Username+": "):
+			t.Errorf("a finding for the user's own file, which configure just wired: %s", l)
+		}
+	}
+	if "fix: "+fix != rootFix {
+		t.Fatalf("root's static secret: fix %q, want %q\n%s", fix, rootFix, r.stderr)
+	}
+	// The fix as printed, sudo being what asSudo already does: root's secret is gone.
+	args := strings.Fields(fix)
+	if r := sw.asSudo("", sw.helperPath(), args[2:]...); r.code != 0 {
+		t.Fatalf("%s: exit %d: %s", fix, r.code, r.stderr)
+	}
+	b, _ := os.ReadFile(rootCfg)
+	var cfg struct {
+		CredHelpers map[string]string `json:"credHelpers"`
+	}
+	if strings.Contains(string(b), stale) || json.Unmarshal(b, &cfg) != nil || cfg.CredHelpers[host] != "cgr" {
+		t.Fatalf("root's config after the fix: static secret still there %v, credHelpers %v", strings.Contains(string(b), stale), cfg.CredHelpers)
 	}
 }

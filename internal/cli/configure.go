@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cgrtools/docker-credential-cgr/internal/clientconfig"
+	"github.com/cgrtools/docker-credential-cgr/internal/doctor"
 )
 
 // configureReport is `configure --json`.
@@ -66,28 +69,44 @@ served host (--fix-shadowing deletes those entries), a file read earlier, a cred
 				opts := clientconfig.Options{Hosts: hosts, Clients: clients, Remove: remove, FixShadowing: fix, DryRun: dryRun}
 				r := configureReport{Changes: []clientconfig.Change{}, Warnings: []clientconfig.Finding{}}
 				failed := 0
-				for _, acct := range accounts {
+				sudo := clientconfig.Sudo(a.Getenv)
+				for i, acct := range accounts {
+					var changes []clientconfig.Change
 					for _, c := range clientconfig.Configure(acct, opts) {
 						if c.Action == clientconfig.Failed {
 							failed++
+							if sudo { // run again as it was run: with sudo
+								c.Error = strings.ReplaceAll(c.Error, "`"+clientconfig.HelperBinary+" ", "`sudo "+clientconfig.HelperBinary+" ")
+							}
 						}
-						r.Changes = append(r.Changes, c)
+						changes = append(changes, c)
 					}
+					r.Changes = append(r.Changes, changes...)
 					if remove {
 						continue
 					}
 					for _, w := range clientconfig.Inspect(acct, hosts, clients) {
 						for _, f := range w.Findings {
-							// A file that failed to parse is already reported as a change.
-							if !failedPath(r.Changes, f.Path) {
-								r.Warnings = append(r.Warnings, f)
+							// A file that failed to parse is already reported as a change; in a
+							// dry run, what the changes would fix is not a finding.
+							if failedPath(changes, f.Path) {
+								continue
 							}
+							if dryRun {
+								var stays bool
+								if f, stays = afterChanges(changes, f, fix); !stays {
+									continue
+								}
+							}
+							if sudo && i > 0 { // root's file: the person at the keyboard is not root
+								f.Fix = doctor.SudoFix(f.Fix)
+							}
+							r.Warnings = append(r.Warnings, f)
 						}
 					}
 				}
 				if !remove {
 					exe, _ := os.Executable()
-					sudo := clientconfig.Sudo(a.Getenv)
 					userHome := ""
 					if sudo {
 						userHome = accounts[0].Home
@@ -108,11 +127,14 @@ served host (--fix-shadowing deletes those entries), a file read earlier, a cred
 						fmt.Fprintln(a.Stderr, c.Line())
 					}
 					for _, f := range r.Warnings {
-						host := ""
-						if f.Host != "" {
-							host = " " + f.Host
+						label := string(f.Level) + ":"
+						if dryRun { // what would still be in the way after these changes
+							label = "would remain:"
 						}
-						fmt.Fprintf(a.Stderr, "%s:%s %s (%s); fix: %s\n", f.Level, host, f.Saw, f.Path, f.Fix)
+						if len(accounts) > 1 {
+							label = f.Account + ": " + label
+						}
+						fmt.Fprintf(a.Stderr, "%s %s (%s); fix: %s\n", label, f.Saw, f.Path, f.Fix)
 					}
 					for _, h := range r.Helper {
 						if h.Fix != "" {
@@ -136,6 +158,41 @@ served host (--fix-shadowing deletes those entries), a file read earlier, a cred
 		wantJSON = outputFlags(cmd, "print the changes as JSON on stdout")
 		return cmd
 	})
+}
+
+// afterChanges is finding f as it would be once the planned changes cs (of f's account) are
+// written, and false when they would fix it: its host gets the helper's credHelpers entry in
+// f's file, or --fix-shadowing deletes the static secret. A static secret for a host that
+// then reaches the helper first stays on disk, unused (a secret keyed by a repository stays in
+// use by crane, ko and cosign, or podman, and its finding stands).
+func afterChanges(cs []clientconfig.Change, f clientconfig.Finding, fixShadowing bool) (clientconfig.Finding, bool) {
+	if f.CredsStore != "" {
+		return f, true // configure never changes the credsStore
+	}
+	static := strings.Contains(f.Saw, "holds a static secret")
+	routed := func(c clientconfig.Change) bool {
+		return f.Host != "" && c.Action != clientconfig.Failed && (slices.Contains(c.Added, f.Host) || c.Replaced[f.Host] != "")
+	}
+	for _, c := range cs {
+		switch {
+		case static && fixShadowing && c.Path == f.Path && c.Action != clientconfig.Failed:
+			return f, false
+		case !static && c.Path == f.Path && routed(c):
+			return f, false
+		case static && f.Client == clientconfig.Containers && c.Client == clientconfig.Containers && routed(c):
+			// Every file podman reads before this one, and this one if it is among them,
+			// would send the host to the helper: the secret is no longer read.
+			return f, false
+		}
+	}
+	for _, c := range cs {
+		if static && c.Path == f.Path && routed(c) && !strings.Contains(f.Saw, "repository") {
+			key, _, _ := strings.Cut(f.Saw, " holds")
+			f.Level = clientconfig.Warn
+			f.Saw = fmt.Sprintf("%s still holds a static secret: unused once credHelpers sends %s to the helper, but it rests on disk and expires unnoticed", key, f.Host)
+		}
+	}
+	return f, true
 }
 
 func failedPath(cs []clientconfig.Change, path string) bool {

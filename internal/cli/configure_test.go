@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -84,5 +86,68 @@ func TestDoctorCommand(t *testing.T) {
 	}
 	if code, _, _ := execCLI(env, "doctor", "--image", "alpine"); code != 2 {
 		t.Errorf("--image without a registry: exit %d, want 2", code)
+	}
+}
+
+// A dry run says what it would change, and what would still be in the way afterwards: no
+// failure that its own changes fix, the same findings a real run then reports, nothing written.
+func TestConfigureDryRun(t *testing.T) {
+	env, home := configureEnv(t)
+	docker := filepath.Join(home, ".docker", "config.json")
+	os.MkdirAll(filepath.Dir(docker), 0o700)
+	static := `{"auths":{"cgr.dev":{"auth":"dXNlcjpwYXNz"},"cgr.dev/acme/app":{"auth":"dXNlcjpwYXNz"}}}`
+	os.WriteFile(docker, []byte(static), 0o600)
+
+	code, _, stderr := execCLI(env, "configure", "--dry-run")
+	if code != 0 {
+		t.Fatalf("dry run: exit %d\n%s", code, stderr)
+	}
+	if strings.Contains(stderr, "fail:") || strings.Contains(stderr, "fix: docker-credential-cgr configure --docker\n") ||
+		strings.Contains(stderr, "no credHelpers entry") || strings.Contains(stderr, "podman") {
+		t.Errorf("a dry run reports failures its own changes fix:\n%s", stderr)
+	}
+	for _, want := range []string{
+		docker + " (docker): would be updated: added cgr.dev, 127.0.0.1:5000",
+		"(containers): would be created: added cgr.dev, 127.0.0.1:5000",
+		// Without --fix-shadowing the static secrets stay: said as what would remain.
+		`would remain: auths["cgr.dev"] still holds a static secret: unused once credHelpers sends cgr.dev to the helper`,
+		`would remain: auths["cgr.dev/acme/app"] holds a static secret; crane, ko and cosign look up the repository`,
+		"fix: docker-credential-cgr configure --docker --fix-shadowing",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("dry run lacks %q:\n%s", want, stderr)
+		}
+	}
+	if b, _ := os.ReadFile(docker); string(b) != static {
+		t.Errorf("the dry run wrote %s", b)
+	}
+	if _, err := os.Stat(filepath.Join(home, ".config", "helm")); err == nil {
+		t.Error("the dry run created helm's config")
+	}
+
+	// With --fix-shadowing nothing would remain.
+	code, _, stderr = execCLI(env, "configure", "--dry-run", "--fix-shadowing")
+	if code != 0 || strings.Contains(stderr, "would remain") || !strings.Contains(stderr, "would be updated: added cgr.dev, 127.0.0.1:5000; deleted static auths") {
+		t.Errorf("dry run --fix-shadowing: exit %d\n%s", code, stderr)
+	}
+
+	// What the dry run said would remain is what the real run leaves.
+	findings := func(args ...string) []string {
+		t.Helper()
+		code, stdout, stderr := execCLI(env, append([]string{"configure", "-o", "json"}, args...)...)
+		var r configureReport
+		if code != 0 || json.Unmarshal([]byte(stdout), &r) != nil {
+			t.Fatalf("configure %v: exit %d\n%s%s", args, code, stdout, stderr)
+		}
+		var out []string
+		for _, f := range r.Warnings {
+			out = append(out, fmt.Sprintf("%s %s %s %s", f.Level, f.Client, f.Path, f.Fix))
+		}
+		sort.Strings(out)
+		return out
+	}
+	dry := findings("--dry-run")
+	if real := findings(); strings.Join(dry, "\n") != strings.Join(real, "\n") || len(real) != 2 {
+		t.Errorf("the dry run said would remain:\n%s\nthe real run left:\n%s", strings.Join(dry, "\n"), strings.Join(real, "\n"))
 	}
 }

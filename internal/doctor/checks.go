@@ -138,6 +138,9 @@ func ClientConfigCheck(e Env) Check {
 					if f.CredsStore != "" {
 						res = e.refineCredsStore(ctx, name, f, hosts)
 					}
+					if a.Name == "root" && e.sudo() && res.Fix != "" {
+						res.Fix = SudoFix(res.Fix) // root's file: the person at the keyboard is not root
+					}
 					out = append(out, res)
 				}
 			}
@@ -316,4 +319,16 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// sudoCmdRE finds where a command of a credential helper starts in a fix.
+var sudoCmdRE = regexp.MustCompile("(^|&& |; |\\| |`)(docker-credential-)")
+
+// SudoFix is a fix for one of root's files, as the person who ran sudo types it: every
+// credential-helper command in it run with sudo; a fix in words is marked as root's.
+func SudoFix(fix string) string {
+	if out := sudoCmdRE.ReplaceAllString(fix, "${1}sudo ${2}"); out != fix {
+		return out
+	}
+	return "as root (sudo): " + fix
 }

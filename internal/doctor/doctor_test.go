@@ -331,3 +331,40 @@ func TestStoreFixPersists(t *testing.T) {
 		})
 	}
 }
+
+func TestSudoFix(t *testing.T) {
+	for in, want := range map[string]string{
+		"docker-credential-cgr configure --docker --fix-shadowing":                          "sudo docker-credential-cgr configure --docker --fix-shadowing",
+		"printf %s cgr.dev | docker-credential-desktop erase":                               "printf %s cgr.dev | sudo docker-credential-desktop erase",
+		"fix or move /root/.docker/config.json, then run `docker-credential-cgr configure`": "fix or move /root/.docker/config.json, then run `sudo docker-credential-cgr configure`",
+		"delete the entry from /root/.dockercfg (or the file)":                              "as root (sudo): delete the entry from /root/.dockercfg (or the file)",
+	} {
+		if got := SudoFix(in); got != want {
+			t.Errorf("SudoFix(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// Under sudo, doctor reads root's files too; their fixes are typed by the person who ran sudo.
+func TestClientConfigRootFixesUseSudo(t *testing.T) {
+	userHome, rootHome := t.TempDir(), t.TempDir()
+	accts := []clientconfig.Account{
+		{Name: "alice", UID: -1, GID: -1, Home: userHome, Getenv: func(string) string { return "" }, GOOS: "linux"},
+		{Name: "root", UID: -1, GID: -1, Home: rootHome, Getenv: func(string) string { return "" }, GOOS: "linux"},
+	}
+	sudo := true
+	env := Env{Settings: config.Settings{Registries: []string{"cgr.dev"}}, Getenv: func(string) string { return "" },
+		Accounts: accts, Sudo: &sudo}
+	var userFix, rootFix string
+	for _, r := range Run(context.Background(), []Check{ClientConfigCheck(env)}).Results {
+		switch r.Check {
+		case "docker config (alice)":
+			userFix = r.Fix
+		case "docker config (root)":
+			rootFix = r.Fix
+		}
+	}
+	if userFix != "docker-credential-cgr configure --docker" || rootFix != "sudo docker-credential-cgr configure --docker" {
+		t.Errorf("user's fix %q, root's fix %q", userFix, rootFix)
+	}
+}
