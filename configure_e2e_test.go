@@ -63,6 +63,37 @@ func (w *world) helmChart(chartName, version string) string {
 	return tgz
 }
 
+// helmOnly makes helm's own registry config the only way helm can reach the helper: helm's
+// file absent, Docker's config (which helm falls back to) without an entry, and no other
+// credential helper on PATH (helm, like Docker, would pick the platform's native store, whose
+// failure on a missing D-Bus says nothing about credentials).
+func (w *world) helmOnly(helm string) {
+	w.t.Helper()
+	w.env["HELM_REGISTRY_CONFIG"] = filepath.Join(w.home, ".config", "helm", "registry", "config.json")
+	w.write(filepath.Join(w.env["DOCKER_CONFIG"], "config.json"), `{}`)
+	w.env["PATH"] = filepath.Dir(helperBin) + string(os.PathListSeparator) + filepath.Dir(helm)
+	if _, err := os.Stat(w.env["HELM_REGISTRY_CONFIG"]); err == nil {
+		w.t.Fatal("helm's registry config exists before the test wrote it")
+	}
+}
+
+// helmRefused runs helm and asserts the registry refused it for want of credentials, not
+// that something else broke on the way.
+func (w *world) helmRefused(what, helm string, args ...string) {
+	w.t.Helper()
+	r := w.run("", helm, args...)
+	msg := strings.ToLower(r.stderr)
+	if r.code == 0 {
+		w.t.Fatalf("helm %s: worked, want it refused", what)
+	}
+	if !strings.Contains(msg, "401") && !strings.Contains(msg, "unauthorized") && !strings.Contains(msg, "authentication required") {
+		w.t.Fatalf("helm %s failed, but not for want of credentials: %s", what, r.stderr)
+	}
+	if strings.Contains(msg, "d-bus") || strings.Contains(msg, "docker-credential-") {
+		w.t.Fatalf("helm %s failed in a credential helper, not at the registry: %s", what, r.stderr)
+	}
+}
+
 // unwired empties every client config of the world, as on a machine before `configure`.
 func (w *world) unwired() {
 	w.write(filepath.Join(w.env["DOCKER_CONFIG"], "config.json"), `{}`)
@@ -161,19 +192,25 @@ func TestConfigureSkopeo(t *testing.T) {
 }
 
 // helm push and pull of an OCI chart, authenticating through the helper (helm POSTs /token
-// with grant_type=password).
+// with grant_type=password). Only helm's own registry config can make it work here (see
+// helmOnly): refused before `configure --helm`, working after, refused again logged out.
 func TestConfigureHelm(t *testing.T) {
 	helm := helmBin(t)
 	w := newWorld(t, emulator.Options{})
-	w.env["HELM_REGISTRY_CONFIG"] = filepath.Join(w.home, ".config", "helm", "registry", "config.json")
+	w.helmOnly(helm)
 	w.login()
+	chart := w.helmChart("hello", "0.3.1")
+	ref := "oci://" + w.emu.RegistryHost() + "/" + w.emu.Org().Name + "/charts"
+	w.helmRefused("push before configure", helm, "push", chart, ref, "--plain-http")
+
 	w.configure("--helm")
 	b, err := os.ReadFile(w.env["HELM_REGISTRY_CONFIG"])
 	if err != nil || !strings.Contains(string(b), w.emu.RegistryHost()) {
 		t.Fatalf("configure --helm did not write %s: %v", w.env["HELM_REGISTRY_CONFIG"], err)
 	}
-	chart := w.helmChart("hello", "0.3.1")
-	ref := "oci://" + w.emu.RegistryHost() + "/" + w.emu.Org().Name + "/charts"
+	if b, _ := os.ReadFile(filepath.Join(w.env["DOCKER_CONFIG"], "config.json")); string(b) != "{}" {
+		t.Fatalf("configure --helm changed Docker's config: %s", b)
+	}
 	r := w.run("", helm, "push", chart, ref, "--plain-http")
 	if r.code != 0 {
 		t.Fatalf("helm push: exit %d: %s", r.code, r.stderr)
@@ -192,9 +229,7 @@ func TestConfigureHelm(t *testing.T) {
 
 	// Logged out, helm gets nothing and the push is refused.
 	w.helper("", "logout")
-	if r := w.run("", helm, "push", chart, ref, "--plain-http"); r.code == 0 {
-		t.Fatal("helm push worked logged out")
-	}
+	w.helmRefused("push logged out", helm, "push", chart, ref, "--plain-http")
 }
 
 // `sudo docker-credential-cgr configure`: a finding in root's file comes with a fix that says
