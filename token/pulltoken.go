@@ -120,6 +120,9 @@ func (r *pullRecord) expired(now time.Time) bool {
 // issuer's, so Due and Expired judge it with this, as Get does.
 func (t *PullToken) IssuerNow(now time.Time) time.Time { return now.Add(t.skew) }
 
+// Skew is the issuer's clock minus ours, as learned when t was made or stored.
+func (t *PullToken) Skew() time.Duration { return t.skew }
+
 // Due reports whether Get would renew t at our time now (less than a third of its lifetime
 // left by the issuer's clock).
 func (t *PullToken) Due(now time.Time) bool { return t.record().due(t.IssuerNow(now)) }

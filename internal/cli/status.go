@@ -30,11 +30,15 @@ type statusReport struct {
 	Tokens           []statusToken `json:"tokens"`
 	PullTokens       []statusPull  `json:"pull_tokens"`
 	WorkloadIdentity string        `json:"workload_identity,omitempty"`
+	skew             time.Duration // the session's
 }
 
+// Expiries are the issuer's times; skew (the issuer's clock minus ours) lets "in 5m" be
+// judged as get judges it, whatever this machine's clock says.
 type statusToken struct {
 	Audience string    `json:"audience"`
 	Expiry   time.Time `json:"expiry"`
+	skew     time.Duration
 }
 
 type statusPull struct {
@@ -43,6 +47,7 @@ type statusPull struct {
 	Name     string    `json:"name,omitempty"`
 	Parent   string    `json:"parent,omitempty"`
 	Expiry   time.Time `json:"expiry"`
+	skew     time.Duration
 }
 
 func init() {
@@ -74,12 +79,13 @@ Reads the store only: no network call, no refresh. Secrets are never printed.`,
 				case err == nil:
 					r.LoggedIn = true
 					r.Kind, r.Subject, r.Email, r.Org, r.Identity = info.Kind, info.Subject, info.Email, info.Org, info.Identity
+					r.skew = info.Skew
 					if !info.RefreshExpiry.IsZero() {
 						t := info.RefreshExpiry.UTC()
 						r.RefreshExpiry = &t
 					}
 					for aud, exp := range info.Tokens {
-						r.Tokens = append(r.Tokens, statusToken{Audience: aud, Expiry: exp.UTC()})
+						r.Tokens = append(r.Tokens, statusToken{Audience: aud, Expiry: exp.UTC(), skew: info.Skew})
 					}
 					sort.Slice(r.Tokens, func(i, j int) bool { return r.Tokens[i].Audience < r.Tokens[j].Audience })
 				case errors.Is(err, token.ErrNoCredential):
@@ -96,7 +102,7 @@ Reads the store only: no network call, no refresh. Secrets are never printed.`,
 						fmt.Fprintf(a.Stderr, "warning: pull token for %s: %v\n", host, err)
 						continue
 					}
-					r.PullTokens = append(r.PullTokens, statusPull{Host: host, Identity: pt.Identity, Name: pt.Name, Parent: pt.Parent, Expiry: pt.Expiry.UTC()})
+					r.PullTokens = append(r.PullTokens, statusPull{Host: host, Identity: pt.Identity, Name: pt.Name, Parent: pt.Parent, Expiry: pt.Expiry.UTC(), skew: pt.Skew()})
 				}
 				if asJSON {
 					enc := json.NewEncoder(a.Stdout)
@@ -142,7 +148,7 @@ func printStatus(w io.Writer, r statusReport, now time.Time) {
 			fmt.Fprintf(tw, "Org:\t%s\n", r.Org)
 		}
 		if r.RefreshExpiry != nil {
-			fmt.Fprintf(tw, "Session expires:\t%s\n", when(*r.RefreshExpiry, now))
+			fmt.Fprintf(tw, "Session expires:\t%s\n", when(*r.RefreshExpiry, now.Add(r.skew)))
 		} else if r.Kind == "identity" {
 			fmt.Fprintf(tw, "Session expires:\tnever (renewed by exchanging the identity token)\n")
 		} else {
@@ -156,7 +162,7 @@ func printStatus(w io.Writer, r statusReport, now time.Time) {
 			if i == 0 {
 				label = "Cached tokens:"
 			}
-			fmt.Fprintf(tw, "%s\t%s, expires %s\n", label, t.Audience, when(t.Expiry, now))
+			fmt.Fprintf(tw, "%s\t%s, expires %s\n", label, t.Audience, when(t.Expiry, now.Add(t.skew)))
 		}
 	}
 	if r.WorkloadIdentity != "" {
@@ -174,7 +180,7 @@ func printStatus(w io.Writer, r statusReport, now time.Time) {
 		if p.Name != "" {
 			extra = append(extra, "name "+p.Name)
 		}
-		fmt.Fprintf(tw, "%s\t%s, expires %s (%s)\n", label, p.Host, when(p.Expiry, now), strings.Join(extra, ", "))
+		fmt.Fprintf(tw, "%s\t%s, expires %s (%s)\n", label, p.Host, when(p.Expiry, now.Add(p.skew)), strings.Join(extra, ", "))
 	}
 }
 
