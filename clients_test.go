@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -97,6 +99,41 @@ func TestSkopeoInspect(t *testing.T) {
 	r := w.run("", "skopeo", "inspect", "--tls-verify=false", "--authfile", w.env["REGISTRY_AUTH_FILE"], "docker://"+w.emu.PrivateImage())
 	if r.code != 0 || !strings.Contains(r.stdout, `"Digest"`) {
 		t.Fatalf("skopeo inspect: exit %d: %s", r.code, r.stderr)
+	}
+}
+
+// podman and buildah (containers/image, like skopeo, but with their own storage) pull the
+// private image through credHelpers in auth.json; with an empty auth file the same pull is
+// refused, so it is the helper that let them in.
+func TestPodmanAndBuildahPull(t *testing.T) {
+	w := newWorld(t, emulator.Options{})
+	w.login()
+	img := w.emu.PrivateImage()
+	empty := filepath.Join(w.home, "empty-auth.json")
+	w.write(empty, "{}")
+	for _, tool := range []string{"podman", "buildah"} {
+		t.Run(tool, func(t *testing.T) {
+			bin := need(t, tool)
+			dir, err := os.MkdirTemp("", "cgr-"+tool) // podman refuses a runroot over 50 bytes
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			pull := func(authfile string, env ...string) result {
+				return runCommand(t, append(w.environ(), env...), "", "", bin, "--root", filepath.Join(dir, "storage"), "--runroot", filepath.Join(dir, "run"),
+					"--storage-driver", "vfs", "pull", "--tls-verify=false", "--authfile", authfile, img)
+			}
+			// Neither auth.json nor Docker's config.json (their fallback) names the helper.
+			r := pull(empty, "DOCKER_CONFIG="+t.TempDir())
+			if r.code == 0 || !strings.Contains(strings.ToLower(r.stderr), "unauthorized") {
+				t.Fatalf("%s without credentials: exit %d; want refused as unauthorized: %s", tool, r.code, r.stderr)
+			}
+			r = pull(w.env["REGISTRY_AUTH_FILE"])
+			if r.code != 0 {
+				t.Fatalf("%s pull %s: exit %d: %s", tool, img, r.code, r.stderr)
+			}
+			noJWTIn(t, tool+" output", r.stdout+r.stderr)
+		})
 	}
 }
 

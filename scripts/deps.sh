@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v skopeo >/dev/null || need_apt+=(skopeo)
+command -v podman >/dev/null || need_apt+=(podman)
+command -v buildah >/dev/null || need_apt+=(buildah)
 command -v gnome-keyring-daemon >/dev/null || need_apt+=(gnome-keyring)
 command -v dbus-run-session >/dev/null || need_apt+=(dbus dbus-x11)
 command -v secret-tool >/dev/null || need_apt+=(libsecret-tools)
