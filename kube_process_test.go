@@ -294,6 +294,13 @@ func TestKubeletProviderIssuerClockAhead(t *testing.T) {
 			w.login()
 			w.pullToken("--save", "--ttl", "20m")
 		}},
+		{"workload identity", func(w *world) {
+			const subject, aud = "system:serviceaccount:kube-system:node", "cgr-kubelet"
+			w.env["CGR_IDENTITY"] = w.emu.AddAssumableIdentity(w.emu.Org(), w.emu.OIDCIssuerURL(), subject, aud)
+			tokFile := filepath.Join(w.home, "oidc-token")
+			w.write(tokFile, w.emu.MintOIDCToken(subject, aud, time.Hour))
+			w.env["CGR_IDENTITY_TOKEN"] = tokFile
+		}},
 	} {
 		t.Run(source.name, func(t *testing.T) {
 			w := newWorld(t, emulator.Options{Clock: emulator.NewClock(time.Now().Add(30 * time.Minute)), TokenTTL: 10 * time.Minute})

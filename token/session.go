@@ -223,6 +223,7 @@ func readTokenRecord(ctx context.Context, st keystore.Store, key string) (*Token
 	if err != nil {
 		return nil, nil, nil
 	}
+	tok.Skew = time.Duration(rec.SkewNS)
 	return tok, &rec, nil
 }
 
@@ -502,6 +503,7 @@ func (s *Session) writeSession(ctx context.Context, rec *sessionRecord) error {
 }
 
 func writeTokenRecord(ctx context.Context, st keystore.Store, key string, tok *Token, skew time.Duration) error {
+	tok.Skew = skew
 	b, err := json.Marshal(tokenRecord{Token: tok.Raw, Expiry: tok.Expiry, SkewNS: int64(skew)})
 	if err != nil {
 		return err

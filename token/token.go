@@ -73,7 +73,13 @@ type Token struct {
 	Email    string
 	IssuedAt time.Time
 	Expiry   time.Time
+	// Skew is the issuer's clock minus ours as known where the token was minted or cached
+	// (zero when unknown): Expiry is the issuer's time, so IssuerNow judges it.
+	Skew time.Duration
 }
+
+// IssuerNow is the issuer's time when ours is now, as far as t knows it.
+func (t *Token) IssuerNow(now time.Time) time.Time { return now.Add(t.Skew) }
 
 // Parse reads a JWT's claims (see Token). It fails on anything that is not a compact JWS
 // with an exp claim.

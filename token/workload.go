@@ -75,6 +75,7 @@ func (w *Workload) Token(ctx context.Context, aud string) (*Token, error) {
 		return nil, fmt.Errorf("the issuer answered with an unreadable token: %w", err)
 	}
 	skew, _ := w.sts.Skew()
+	tok.Skew = skew
 	if !tok.Usable(depClock(w.d).Now().Add(skew)) {
 		return nil, fmt.Errorf("the issuer answered with a token that expires at %s", sessTime(tok.Expiry))
 	}

@@ -190,8 +190,7 @@ func KubeGetter(d token.Deps) kube.Getter {
 			if err != nil {
 				return kube.Credential{}, err
 			}
-			// The workload's skew is not handed out: IssuerNow stays ours.
-			return kube.Credential{Username: "_token", Password: t.Raw, Expiry: t.Expiry}, nil
+			return kube.Credential{Username: "_token", Password: t.Raw, Expiry: t.Expiry, IssuerNow: t.IssuerNow(clock.Now())}, nil
 		}
 		s := token.NewSession(d)
 		pt, err := token.NewPullTokens(d, s).Get(ctx, host)
@@ -205,12 +204,8 @@ func KubeGetter(d token.Deps) kube.Getter {
 		if err != nil {
 			return kube.Credential{}, err
 		}
-		c := kube.Credential{Username: "_token", Password: t.Raw, Expiry: t.Expiry}
-		// A session's cached tokens are judged with its skew. A `_token` stored without a
-		// session has none, and our clock is then the one it was judged by.
-		if info, err := s.Info(ctx); err == nil {
-			c.IssuerNow = info.IssuerNow(clock.Now())
-		}
-		return c, nil
+		// Judged with the skew kept with the token (a `_token` given to store without a
+		// session has none, and our clock is then the one it was judged by).
+		return kube.Credential{Username: "_token", Password: t.Raw, Expiry: t.Expiry, IssuerNow: t.IssuerNow(clock.Now())}, nil
 	}
 }
