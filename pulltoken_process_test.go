@@ -11,10 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
 	"github.com/cgrtools/docker-credential-cgr/internal/emulator"
 	"github.com/cgrtools/docker-credential-cgr/token"
 )
@@ -190,25 +186,12 @@ func TestPullTokenRenewalAcrossProcesses(t *testing.T) {
 	if err != nil || jwt.Issuer != token.PullTokenIssuer || jwt.Expiry.Sub(w.emu.Clock().Now()) < 50*time.Minute {
 		t.Fatalf("the served secret is not a fresh 1h pull-token JWT (%v)", err)
 	}
-	if err := pullWith(w, renewed, secret); err != nil {
+	if err := w.pullWith(renewed, secret); err != nil {
 		t.Fatalf("pull with the renewed token: %v", err)
 	}
-	if err := pullWith(w, old, oldTok); err == nil {
+	if err := w.pullWith(old, oldTok); err == nil {
 		t.Fatal("the replaced pull token still pulls")
 	}
-}
-
-// pullWith pulls the emulator's private image with a username and password, in process.
-func pullWith(w *world, user, pass string) error {
-	w.t.Helper()
-	ref, err := name.ParseReference(w.emu.PrivateImage(), name.Insecure)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	_, err = remote.Image(ref, remote.WithContext(ctx), remote.WithAuth(&authn.Basic{Username: user, Password: pass}))
-	return err
 }
 
 // Logged out, with only a saved pull token, real clients pull a private image through the
