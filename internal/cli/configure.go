@@ -169,7 +169,7 @@ func afterChanges(cs []clientconfig.Change, f clientconfig.Finding, fixShadowing
 	if f.CredsStore != "" {
 		return f, true // configure never changes the credsStore
 	}
-	static := strings.Contains(f.Saw, "holds a static secret")
+	static := f.StaticKey != ""
 	routed := func(c clientconfig.Change) bool {
 		return f.Host != "" && c.Action != clientconfig.Failed && (slices.Contains(c.Added, f.Host) || c.Replaced[f.Host] != "")
 	}
@@ -186,10 +186,9 @@ func afterChanges(cs []clientconfig.Change, f clientconfig.Finding, fixShadowing
 		}
 	}
 	for _, c := range cs {
-		if static && c.Path == f.Path && routed(c) && !strings.Contains(f.Saw, "repository") {
-			key, _, _ := strings.Cut(f.Saw, " holds")
+		if static && c.Path == f.Path && routed(c) && !f.Repository {
 			f.Level = clientconfig.Warn
-			f.Saw = fmt.Sprintf("%s still holds a static secret: unused once credHelpers sends %s to the helper, but it rests on disk and expires unnoticed", key, f.Host)
+			f.Saw = fmt.Sprintf("auths[%q] still holds a static secret: unused once credHelpers sends %s to the helper, but it rests on disk and expires unnoticed", f.StaticKey, f.Host)
 		}
 	}
 	return f, true

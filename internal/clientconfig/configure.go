@@ -169,6 +169,10 @@ type Finding struct {
 	Fix     string `json:"fix"`
 	// CredsStore names the global credsStore when that is the finding.
 	CredsStore string `json:"creds_store,omitempty"`
+	// StaticKey is the auths key that holds a static secret, when that is the finding, and
+	// Repository says the key names a repository rather than the host.
+	StaticKey  string `json:"static_key,omitempty"`
+	Repository bool   `json:"repository,omitempty"`
 }
 
 // Wiring is the state of one client for one account: the file that matters and what is wrong.
@@ -277,7 +281,7 @@ func inspectDockerFormat(a Account, c Client, path string, hosts []string, read 
 		}
 	}
 	for _, s := range r.info.static {
-		f := Finding{Account: a.Name, Client: c, Path: path, Host: s.host,
+		f := Finding{Account: a.Name, Client: c, Path: path, Host: s.host, StaticKey: s.key, Repository: s.path,
 			Fix: fmt.Sprintf("%s configure %s --fix-shadowing", HelperBinary, flag)}
 		switch {
 		case s.path:
@@ -355,13 +359,13 @@ func inspectContainers(a Account, hosts []string, read func(string, bool) cached
 					continue
 				}
 				if s.path {
-					w.Findings = append(w.Findings, Finding{Level: Warn, Account: a.Name, Client: Containers, Path: f.path, Host: h,
+					w.Findings = append(w.Findings, Finding{Level: Warn, Account: a.Name, Client: Containers, Path: f.path, Host: h, StaticKey: s.key, Repository: true,
 						Saw: fmt.Sprintf("auths[%q] holds a static secret that podman, skopeo and buildah use for that repository instead of the helper", s.key),
 						Fix: fixFor(f.path, f.legacy)})
 					continue
 				}
 				decided = true
-				w.Findings = append(w.Findings, Finding{Level: Fail, Account: a.Name, Client: Containers, Path: f.path, Host: h,
+				w.Findings = append(w.Findings, Finding{Level: Fail, Account: a.Name, Client: Containers, Path: f.path, Host: h, StaticKey: s.key,
 					Saw: fmt.Sprintf("auths[%q] holds a static secret; podman, skopeo and buildah read this file first and use it instead of the helper", s.key),
 					Fix: fixFor(f.path, f.legacy)})
 			}
