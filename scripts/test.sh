@@ -30,6 +30,15 @@ fi
 # goreleaser check, a snapshot of every OS/arch, and the binaries start or are the right kind.
 extra_failed=0
 echo
+# Every Go benchmark once, so `make bench` keeps working (figures come from `make bench`,
+# never from here: one iteration measures nothing).
+if ! scripts/with-keyring.sh go test -run '^$' -bench . -benchtime 1x ./... >.cache/bench-smoke.log 2>&1; then
+  grep -E -A5 '^(--- FAIL|FAIL|panic:)' .cache/bench-smoke.log | head -40
+  echo "benchmarks FAILED (go test -bench . -benchtime 1x)" >&2
+  extra_failed=$((extra_failed + 1))
+else
+  echo "benchmarks: $(grep -cE '^Benchmark' .cache/bench-smoke.log) ran once each"
+fi
 if ! scripts/fuzz.sh "${FUZZ_BUDGET:-20000x}"; then extra_failed=$((extra_failed + 1)); fi
 if ! scripts/release-check.sh >.cache/release.log 2>&1; then
   tail -40 .cache/release.log
