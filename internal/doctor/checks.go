@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cgrtools/docker-credential-cgr/internal/clientconfig"
@@ -266,7 +267,8 @@ func trimErr(err, sentinel error) string {
 
 // storeKeyRE matches a config.yaml line that sets the store (store, Store, cgr_store,
 // CGR-STORE; not store_dir), as config.Load reads keys.
-var storeKeyRE = regexp.MustCompile(`(?i)^((?:cgr[_-])?store)[ \t]*:`)
+// Compiled on first use: package init runs on every `get`.
+var storeKeyRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)^((?:cgr[_-])?store)[ \t]*:`) })
 
 // storeFileFix is the persistent switch to the file store: `store: file` in the config.yaml
 // this program reads (an exported CGR_STORE does not reach a helper that Docker starts from
@@ -296,7 +298,7 @@ func (e Env) storeFileFix() string {
 	default:
 		key := ""
 		for _, line := range strings.Split(string(b), "\n") {
-			if m := storeKeyRE.FindStringSubmatch(line); m != nil {
+			if m := storeKeyRE().FindStringSubmatch(line); m != nil {
 				key = m[1]
 			}
 		}
@@ -322,12 +324,12 @@ func shellQuote(s string) string {
 }
 
 // sudoCmdRE finds where a command of a credential helper starts in a fix.
-var sudoCmdRE = regexp.MustCompile("(^|&& |; |\\| |`)(docker-credential-)")
+var sudoCmdRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile("(^|&& |; |\\| |`)(docker-credential-)") })
 
 // SudoFix is a fix for one of root's files, as the person who ran sudo types it: every
 // credential-helper command in it run with sudo; a fix in words is marked as root's.
 func SudoFix(fix string) string {
-	if out := sudoCmdRE.ReplaceAllString(fix, "${1}sudo ${2}"); out != fix {
+	if out := sudoCmdRE().ReplaceAllString(fix, "${1}sudo ${2}"); out != fix {
 		return out
 	}
 	return "as root (sudo): " + fix
