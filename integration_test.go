@@ -1,14 +1,13 @@
 package main
 
-// Integration tests: the built binary, driven as a process by real clients (the docker CLI,
-// go-containerregistry's DefaultKeychain, skopeo, the Docker Engine when one answers) against
-// the project's emulator of cgr.dev, its issuer and its API.
+// The suite's entry: one smoke test of the product as a user first meets it, through the
+// built binary. The full binary-level suite (every client, sudo, faults, kube, doctor) lives in
+// e2e/, built with the same helper (internal/e2etest); the unit tests live with each package.
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,198 +15,122 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/e2etest"
 	"github.com/cgrtools/docker-credential-cgr/internal/emulator"
 )
 
-var (
-	helperBin   string // the built docker-credential-cgr
-	emulatorBin string // cgr-emulator, whose `browse` is the fake browser
-)
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "cgr-it-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	helperBin = filepath.Join(dir, "bin", "docker-credential-cgr")
-	emulatorBin = filepath.Join(dir, "bin", "cgr-emulator")
-	for out, pkg := range map[string]string{helperBin: ".", emulatorBin: "./internal/emulator/cmd/cgr-emulator"} {
-		cmd := exec.Command("go", "build", "-o", out, pkg)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", pkg, err, b)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// world is one emulator and one isolated user: HOME, configs and a file store of its own.
-type world struct {
-	t    *testing.T
-	emu  *emulator.Emulator
-	home string
-	env  map[string]string
-}
-
-func newWorld(t *testing.T, opts emulator.Options) *world {
-	t.Helper()
-	emu, err := emulator.Start(opts)
+// TestSmokeLoginGetPull: against the emulator, with a home of its own, `login` through the fake
+// browser, `get` answers the protocol JSON, and go-containerregistry (what crane, ko and cosign
+// use) pulls the private image through credHelpers; refused before the login.
+func TestSmokeLoginGetPull(t *testing.T) {
+	b, err := e2etest.Build()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(emu.Close)
+	emu, err := emulator.Start(emulator.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emu.Close()
 	home := t.TempDir()
-	w := &world{t: t, emu: emu, home: home, env: map[string]string{}}
+	env := map[string]string{
+		"HOME": home, "DOCKER_CONFIG": filepath.Join(home, ".docker"),
+		"XDG_CONFIG_HOME": filepath.Join(home, ".config"), "XDG_DATA_HOME": filepath.Join(home, ".local", "share"),
+		"PATH": b.Dir + ":" + os.Getenv("PATH"), "CGR_STORE": "file", "CGR_AUTO_LOGIN": "false",
+		"BROWSER": b.Emulator + " browse", "CGR_IDENTITY": "", "CGR_IDENTITY_TOKEN": "", "CI": "",
+	}
 	for _, kv := range emu.Env() {
 		k, v, _ := strings.Cut(kv, "=")
-		w.env[k] = v
+		env[k] = v
 	}
-	docker := filepath.Join(home, ".docker")
-	w.env["HOME"] = home
-	w.env["PATH"] = filepath.Dir(helperBin) + ":" + os.Getenv("PATH")
-	w.env["DOCKER_CONFIG"] = docker
-	w.env["REGISTRY_AUTH_FILE"] = filepath.Join(home, "auth.json")
-	w.env["XDG_CONFIG_HOME"] = filepath.Join(home, ".config")
-	w.env["XDG_DATA_HOME"] = filepath.Join(home, ".local", "share")
-	w.env["XDG_RUNTIME_DIR"] = filepath.Join(home, "run")
-	w.env["CGR_STORE"] = "file"
-	w.env["BROWSER"] = emulatorBin + " browse"
-	w.env["CGR_AUTO_LOGIN"] = "false"
-	// Wire the clients by hand here; `configure` has tests of its own.
-	wired := fmt.Sprintf(`{"credHelpers":{%q:"cgr"}}`, emu.RegistryHost())
-	w.write(filepath.Join(docker, "config.json"), wired)
-	w.write(w.env["REGISTRY_AUTH_FILE"], wired)
-	return w
-}
-
-func (w *world) write(path, content string) {
-	w.t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		w.t.Fatal(err)
+	for k, v := range env {
+		t.Setenv(k, v)
 	}
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		w.t.Fatal(err)
+	if err := os.MkdirAll(env["DOCKER_CONFIG"], 0o700); err != nil {
+		t.Fatal(err)
 	}
-}
-
-// environ is the process environment of a client run in this world: the machine's, minus
-// anything that would point at the developer's own store or keychain, plus the world's.
-func (w *world) environ() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "CGR_") || strings.HasPrefix(k, "XDG_") || k == "DBUS_SESSION_BUS_ADDRESS" || k == "SUDO_UID" || k == "CI" {
-			continue
+	cfg := `{"credHelpers":{"` + emu.RegistryHost() + `":"cgr"}}`
+	if err := os.WriteFile(filepath.Join(env["DOCKER_CONFIG"], "config.json"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(stdin string, args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, b.Helper, args...)
+		cmd.Stdin = strings.NewReader(stdin)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		if err != nil {
+			return out.String(), &exitError{err: err, stderr: errb.String()}
 		}
-		if _, ok := w.env[k]; !ok {
-			env = append(env, kv)
-		}
+		return out.String(), nil
 	}
-	for k, v := range w.env {
-		env = append(env, k+"="+v)
+	ref, err := name.ParseReference(emu.PrivateImage(), name.Insecure)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return env
-}
-
-type result struct {
-	stdout, stderr string
-	code           int
-}
-
-// run runs a command in this world with a deadline, so nothing a test starts can hang it.
-func (w *world) run(stdin string, name string, args ...string) result {
-	w.t.Helper()
-	return runCommand(w.t, w.environ(), "", stdin, name, args...)
-}
-
-// runCommand runs a command with env, in dir ("" = here), bounded by a deadline; a command
-// that cannot start fails the test, an exit status is a result.
-func runCommand(t *testing.T, env []string, dir, stdin, name string, args ...string) result {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env, cmd.Dir = env, dir
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("%s %v: %v", name, args, err)
+	pull := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, err := remote.Image(ref, remote.WithAuthFromKeychain(authn.DefaultKeychain), remote.WithContext(ctx))
+		return err
 	}
-	return result{out.String(), errb.String(), code}
-}
-
-// helper runs docker-credential-cgr.
-func (w *world) helper(stdin string, args ...string) result {
-	w.t.Helper()
-	return w.run(stdin, helperBin, args...)
-}
-
-// login logs in through the fake browser and fails the test unless it worked.
-func (w *world) login() {
-	w.t.Helper()
-	if r := w.helper("", "login"); r.code != 0 {
-		w.t.Fatalf("login: exit %d\nstderr: %s", r.code, r.stderr)
+	if err := pull(); err == nil {
+		t.Fatal("the private image pulled before any login")
 	}
-}
-
-// pullToken creates a pull token through the binary and returns its identity and token.
-func (w *world) pullToken(args ...string) (id, tok string) {
-	w.t.Helper()
-	r := w.helper("", append([]string{"pull-token", "create", "--json"}, args...)...)
-	if r.code != 0 {
-		w.t.Fatalf("pull-token create: exit %d\nstderr: %s", r.code, r.stderr)
+	if _, err := run("", "login"); err != nil {
+		t.Fatalf("login: %v", err)
 	}
-	var out struct {
-		ID    string `json:"identity_id"`
-		Token string `json:"token"`
-	}
-	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || out.ID == "" || out.Token == "" {
-		w.t.Fatalf("pull-token create --json: not the documented JSON (%v)", err)
-	}
-	return out.ID, out.Token
-}
-
-// get runs the protocol's get and decodes its answer.
-func (w *world) get(serverURL string) (user, secret string, r result) {
-	w.t.Helper()
-	r = w.helper(serverURL, "get")
-	if r.code != 0 {
-		return "", "", r
+	out, err := run(emu.RegistryHost(), "get")
+	if err != nil {
+		t.Fatalf("get: %v (stdout %q)", err, out)
 	}
 	var c struct{ ServerURL, Username, Secret string }
-	if err := json.Unmarshal([]byte(r.stdout), &c); err != nil {
-		w.t.Fatalf("get: stdout is not the protocol JSON: %v", err)
+	if err := json.Unmarshal([]byte(out), &c); err != nil || c.ServerURL != emu.RegistryHost() || c.Username != "_token" || c.Secret == "" {
+		t.Fatalf("get: not the protocol answer for a session (%v)", err)
 	}
-	if c.ServerURL != serverURL {
-		w.t.Fatalf("get: ServerURL %q, want %q", c.ServerURL, serverURL)
+	if err := pull(); err != nil {
+		t.Fatalf("pull after login: %v", err)
 	}
-	return c.Username, c.Secret, r
 }
 
-// noSecretIn fails when a secret appears in text a user or a log could see.
-func noSecretIn(t *testing.T, what, text string, secrets ...string) {
-	t.Helper()
-	for _, s := range secrets {
-		if s != "" && strings.Contains(text, s) {
-			t.Fatalf("a secret appears in %s", what)
+// TestShippedBinaryLinksNoSDK: Chainguard's SDK and grpc judge the wire in tests and serve the
+// emulator; the shipped binary links neither (every `get` would pay their init).
+func TestShippedBinaryLinksNoSDK(t *testing.T) {
+	b, err := e2etest.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("go", "version", "-m", b.Helper).Output()
+	if err != nil {
+		t.Fatalf("go version -m: %v", err)
+	}
+	deps := 0
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 || f[0] != "dep" {
+			continue
+		}
+		deps++
+		for _, banned := range []string{"chainguard.dev/", "google.golang.org/grpc", "google.golang.org/protobuf", "github.com/grpc-ecosystem/"} {
+			if strings.HasPrefix(f[1], banned) {
+				t.Errorf("the shipped binary links %s %s", f[1], f[2])
+			}
 		}
 	}
-}
-
-func dockerEngine(t *testing.T) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := exec.CommandContext(ctx, "docker", "info").Run(); err != nil {
-		t.Skip("no Docker Engine: docker info failed")
+	if deps == 0 {
+		t.Fatalf("go version -m listed no dependencies:\n%s", out)
 	}
 }
+
+type exitError struct {
+	err    error
+	stderr string
+}
+
+func (e *exitError) Error() string { return e.err.Error() + ": " + strings.TrimSpace(e.stderr) }

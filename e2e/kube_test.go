@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // Kubernetes through the built binary: the kubelet's credential provider exchange, decoded with
 // the kubelet's own types and codec, for every credential source; and kube-secret's manifest

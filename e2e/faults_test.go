@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The fault suite (issue 6), through the built binary against the emulator: the issuer slow
 // or flapping, the keychain locked or gone, the file store full or read-only, the issuer's

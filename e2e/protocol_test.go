@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -221,7 +221,7 @@ func equalMaps(a, b map[string][]byte) bool {
 // served hosts there are cgr.dev and 127.0.0.1:5000).
 func hostileServerURLs(t *testing.T) []string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("credhelper", "testdata", "hostile-server-urls.txt"))
+	b, err := os.ReadFile(filepath.Join("..", "credhelper", "testdata", "hostile-server-urls.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}

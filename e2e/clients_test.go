@@ -1,9 +1,8 @@
-package main
+package e2e
 
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/cgrtools/docker-credential-cgr/internal/e2etest"
 	"github.com/cgrtools/docker-credential-cgr/internal/emulator"
 )
 
@@ -32,11 +32,7 @@ func (w *world) setenv() {
 
 func need(t *testing.T, cmd string) string {
 	t.Helper()
-	p, err := exec.LookPath(cmd)
-	if err != nil {
-		t.Fatalf("%s is not installed: scripts/deps.sh installs it", cmd)
-	}
-	return p
+	return e2etest.Need(t, cmd)
 }
 
 // docker login with a pull token stores it through the helper; docker logout erases it.

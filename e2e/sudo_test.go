@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The sudo story as a user lives it: log in as yourself, then `sudo docker pull` (the helper
 // run as root with sudo's variables) uses the same login, `sudo docker-credential-cgr
@@ -24,6 +24,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/cgrtools/docker-credential-cgr/internal/e2etest"
 	"github.com/cgrtools/docker-credential-cgr/internal/emulator"
 )
 
@@ -60,7 +61,7 @@ func copyExecutable(t *testing.T, from, to string) {
 func newSudoWorld(t *testing.T) *sudoWorld {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("not root: this test creates a user (useradd) and runs the helper as root with sudo's variables")
+		e2etest.Missing(t, "not root: this test creates a user (useradd) and runs the helper as root with sudo's variables")
 	}
 	for _, c := range []string{"useradd", "userdel", "setpriv"} {
 		need(t, c)

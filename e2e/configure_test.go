@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // Real clients after `configure`: the docker CLI (login/logout through the helper, and a
 // pull when a Docker Engine answers), go-containerregistry, skopeo and helm (push and pull

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // Each broken state of the troubleshooting table (CONTRACT section 4), built through the
 // binary against the emulator: `doctor` must name it (exit 1), and the fix it prints, run as
