@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 export PATH="$PWD/.cache/bin:$PATH"
+# Every tool is installed now: a binary-level test whose tool is missing fails (internal/e2etest).
+export CGR_E2E_STRICT=1
 unformatted=$(gofmt -l $(git ls-files '*.go'))
 if [ -n "$unformatted" ]; then echo "gofmt needed: $unformatted" >&2; exit 1; fi
 go vet ./...
