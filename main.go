@@ -7,6 +7,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -36,10 +37,11 @@ const modulePath = "github.com/cgrtools/docker-credential-cgr"
 // the module's build info (`go install ...@v1.2.3`).
 var version = ""
 
-// getDeadline bounds one `get` (and the other protocol actions), well under the kubelet's
-// one minute, unless a person is there to finish an interactive login.
+// getDeadline bounds one `get` (and the other protocol actions): a get that fails does so
+// within 10 s whatever the issuer or API do (CONTRACT 1.2), unless a person is there to
+// finish an interactive login.
 const (
-	getDeadline         = 40 * time.Second
+	getDeadline         = 9 * time.Second
 	interactiveDeadline = 5 * time.Minute
 )
 
@@ -49,6 +51,9 @@ func main() {
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
 	ctx := context.Background()
+	if len(args) == 4 && args[0] == token.RefreshAction {
+		return refreshWorker(ctx, args[1:], getenv)
+	}
 
 	// Under sudo, work as the invoking user on that user's store, so `docker pull` and
 	// `sudo docker pull` share one login. configure writes root's files too, so it stays root.
@@ -79,7 +84,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 		Stdin:   stdin,
 		Stdout:  stdout,
 		Stderr:  stderr,
-		NewDeps: cli.DefaultNewDeps(stderr, getenv, interactive),
+		NewDeps: detached(cli.DefaultNewDeps(stderr, getenv)),
 	}
 	// configure stays root under sudo (it writes root's files too), but the settings are the
 	// invoking user's, as for every other command.
@@ -99,13 +104,14 @@ func protocol(ctx context.Context, action string, stdin io.Reader, stdout, stder
 	}
 	ctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
-	newDeps := cli.DefaultNewDeps(stderr, getenv, interactive)
+	newDeps := detached(cli.DefaultNewDeps(stderr, getenv))
 	h := &credhelper.Helper{
-		Ctx:      ctx,
-		Settings: s,
-		Deps:     func(ctx context.Context) (token.Deps, error) { return newDeps(ctx, s) },
-		Stderr:   stderr,
-		Hint:     interactive,
+		Ctx:       ctx,
+		Settings:  s,
+		Deps:      func(ctx context.Context) (token.Deps, error) { return newDeps(ctx, s) },
+		Stderr:    stderr,
+		Hint:      interactive,
+		AutoLogin: interactive && s.AutoLogin && !s.CI,
 	}
 	if action != "get" {
 		return credhelper.Handle(h, action, stdin, stdout)
@@ -117,6 +123,75 @@ func protocol(ctx context.Context, action string, stdin io.Reader, stdout, stder
 		tellDockerUser(out.String())
 	}
 	return code
+}
+
+// detached makes the dependencies run refreshes and renewals as a child process of this
+// program that outlives the caller (token.Exec; docs/DESIGN.md "Kill safety"). The child gets
+// this process's environment with the settings as they were resolved (flags included), so it
+// works on the same issuer, store and registries.
+func detached(newDeps func(context.Context, config.Settings) (token.Deps, error)) func(context.Context, config.Settings) (token.Deps, error) {
+	return func(ctx context.Context, s config.Settings) (token.Deps, error) {
+		d, err := newDeps(ctx, s)
+		if err != nil {
+			return d, err
+		}
+		exe, err := os.Executable()
+		if err != nil {
+			return d, nil // in-process refreshes
+		}
+		env := append(os.Environ(),
+			"CGR_REGISTRY="+strings.Join(s.Registries, ","), "CGR_ISSUER="+s.Issuer, "CGR_API="+s.API,
+			"CGR_AUDIENCE="+s.Audience, "CGR_STORE="+d.Store.Kind(), "CGR_STORE_DIR="+s.StoreDir)
+		d.Runner = token.Exec{Exe: exe, Env: env}
+		return d, nil
+	}
+}
+
+// refreshWorker is the child of token.Exec: it runs one job (kind, its argument) holding the
+// locks inherited on fd 4 and on, reports on fd 3, and exits. It is in a session of its own,
+// and ignores SIGPIPE so that a caller gone away cannot kill it halfway.
+func refreshWorker(ctx context.Context, args []string, getenv func(string) string) int {
+	signal.Ignore(syscall.SIGPIPE, syscall.SIGHUP, syscall.SIGINT)
+	result := os.NewFile(3, "job-result")
+	report := func(err error, warnings string) int {
+		if result != nil {
+			_ = json.NewEncoder(result).Encode(token.EncodeJobResult(err, warnings))
+			_ = result.Close()
+		}
+		return 0
+	}
+	n, err := strconv.Atoi(args[2])
+	if err != nil || n < 0 || n > 64 {
+		return report(fmt.Errorf("bad lock count %q", args[2]), "")
+	}
+	var held []*keystore.Held
+	for i := 0; i < n; i++ {
+		held = append(held, keystore.Adopt(os.NewFile(uintptr(4+i), "lock")))
+	}
+	defer func() {
+		for _, h := range held {
+			h.Release()
+		}
+	}()
+	job := token.Job{Kind: args[0]}
+	if job.Kind == "pull" {
+		job.Host = args[1]
+	} else {
+		job.Audience = args[1]
+	}
+	s, err := config.Load(getenv, config.Flags{})
+	if err != nil {
+		return report(err, "")
+	}
+	var warnings bytes.Buffer
+	d, err := cli.DefaultNewDeps(&warnings, getenv)(ctx, s)
+	if err != nil {
+		return report(token.StoreFailure(err), "")
+	}
+	d.Runner = token.InProcess{}
+	ctx, cancel := context.WithTimeout(ctx, token.JobTimeout)
+	defer cancel()
+	return report(token.RunJob(ctx, d, job), warnings.String())
 }
 
 // tellDockerUser shows a failed get's line on the user's terminal when the docker CLI asked.

@@ -13,15 +13,15 @@ import (
 	"github.com/docker/docker-credential-helpers/credentials"
 
 	"github.com/cgrtools/docker-credential-cgr/internal/config"
-	"github.com/cgrtools/docker-credential-cgr/keystore"
 	"github.com/cgrtools/docker-credential-cgr/token"
 )
 
 // TokenUsername is the registry username that goes with a Chainguard token.
-const TokenUsername = "_token"
+const TokenUsername = token.TokenUsername
 
 // Helper implements credentials.Helper for the served registries. It is built per process;
-// Deps is opened lazily so a foreign host never touches the keychain.
+// Deps is opened lazily so a foreign host never touches the keychain. The policy of a person
+// at the terminal lives here, above the sources: the hint, and the auto-login.
 type Helper struct {
 	Ctx      context.Context
 	Settings config.Settings
@@ -30,6 +30,11 @@ type Helper struct {
 	// Hint: print a one-line hint on stderr when a served host has no credential (only
 	// when a person is watching; Docker does not show a helper's stderr anyway).
 	Hint bool
+	// AutoLogin: a person is at the terminal, outside CI, with CGR_AUTO_LOGIN on: a get whose
+	// login session expired starts the browser login, as chainctl does.
+	AutoLogin bool
+	// Chain is the precedence of sources; nil: token.DefaultChain.
+	Chain func(d token.Deps) token.Chain
 }
 
 var _ credentials.Helper = (*Helper)(nil)
@@ -56,13 +61,20 @@ func (h *Helper) stderr() io.Writer {
 func (h *Helper) deps() (token.Deps, error) {
 	d, err := h.Deps(h.Ctx)
 	if err != nil {
-		return d, storeError(err)
+		return d, token.StoreFailure(err)
 	}
 	return d, nil
 }
 
-// Get answers for a served host: workload identity, then a stored pull token, then the
-// login session; nothing configured → not found, so anonymous pulls keep working.
+func (h *Helper) chain(d token.Deps) token.Chain {
+	if h.Chain != nil {
+		return h.Chain(d)
+	}
+	return token.DefaultChain(d)
+}
+
+// Get answers for a served host from the first source of the chain that has something
+// configured; nothing configured → not found, so anonymous pulls keep working.
 func (h *Helper) Get(serverURL string) (string, string, error) {
 	host, err := ServedHost(h.Settings, serverURL)
 	if err != nil {
@@ -73,29 +85,46 @@ func (h *Helper) Get(serverURL string) (string, string, error) {
 		return "", "", err
 	}
 	aud := h.Settings.Audience
-	if w := token.NewWorkload(d); w != nil {
-		t, err := w.Token(h.Ctx, aud)
-		if err != nil {
-			return "", "", answer(err)
-		}
-		return TokenUsername, t.Raw, nil
+	chain := h.chain(d)
+	c, err := chain.Credential(h.Ctx, host, aud)
+	if err != nil && h.AutoLogin && errors.Is(err, token.ErrLoginRequired) && h.autoLogin(d, err) {
+		c, err = chain.Credential(h.Ctx, host, aud)
 	}
-	session := token.NewSession(d)
-	pt, err := token.NewPullTokens(d, session).Get(h.Ctx, host)
-	switch {
-	case err == nil:
-		return pt.Identity, pt.Token, nil
-	case !errors.Is(err, token.ErrNoCredential):
-		return "", "", answer(err)
-	}
-	t, err := session.Token(h.Ctx, aud)
 	if err != nil {
 		if errors.Is(err, token.ErrNoCredential) && h.Hint {
-			fmt.Fprintf(h.stderr(), "%s: not logged in to %s; pulling anonymously (run `%s login` for private images)\n", config.AppName, host, config.AppName)
+			fmt.Fprintf(h.stderr(), "%s: not logged in to %s; pulling anonymously (run `%s` for private images)\n", config.AppName, host, token.LoginCommand)
 		}
 		return "", "", answer(err)
 	}
-	return TokenUsername, t.Raw, nil
+	return c.Username, c.Secret, nil
+}
+
+// autoLogin starts the browser login when the user's own session is what failed (not an
+// identity session, which a browser login would replace): as chainctl does at a terminal.
+func (h *Helper) autoLogin(d token.Deps, cause error) bool {
+	s := token.NewSession(d)
+	info, err := s.Info(h.Ctx)
+	var fe *token.FixableError
+	switch {
+	case err == nil && info.Kind != "user":
+		return false
+	case err != nil && !errors.Is(err, token.ErrLoginRequired): // damaged is fixed by a login too
+		return false
+	}
+	why := cause.Error()
+	if errors.As(cause, &fe) {
+		why = fe.Cause
+	}
+	fmt.Fprintf(h.stderr(), "%s: %s; starting a new login\n", config.AppName, why)
+	org := ""
+	if info != nil {
+		org = info.Org
+	}
+	if _, err := token.Login(h.Ctx, d, token.LoginOptions{Org: org}); err != nil {
+		fmt.Fprintf(h.stderr(), "%s: the login did not finish: %s\n", config.AppName, oneLine(err.Error()))
+		return false
+	}
+	return true
 }
 
 // Add stores what `docker login` hands over: a pull token (username = its identity id) is
@@ -110,14 +139,14 @@ func (h *Helper) Add(c *credentials.Credentials) error {
 	switch {
 	case user == TokenUsername:
 		if _, err := token.Parse(c.Secret); err != nil {
-			return fmt.Errorf("the password for %s must be a Chainguard token (a JWT); to log in, run `%s login`", TokenUsername, config.AppName)
+			return fmt.Errorf("the password for %s must be a Chainguard token (a JWT); to log in, run `%s`", TokenUsername, token.LoginCommand)
 		}
 	case token.ValidIdentityID(user):
 		if _, err := token.Parse(c.Secret); err != nil {
 			return fmt.Errorf("the password for identity %s must be a pull token (a JWT)", user)
 		}
 	default:
-		return fmt.Errorf("%s takes a pull token (username = its identity id) or `%s` with a Chainguard token; to log in, run `%s login`", host, TokenUsername, config.AppName)
+		return fmt.Errorf("%s takes a pull token (username = its identity id) or `%s` with a Chainguard token; to log in, run `%s`", host, TokenUsername, token.LoginCommand)
 	}
 	d, err := h.deps()
 	if err != nil {
@@ -128,7 +157,7 @@ func (h *Helper) Add(c *credentials.Credentials) error {
 		if errors.Is(err, token.ErrNotCacheable) {
 			// Expired, or from another issuer: there is nothing worth keeping, and a
 			// `_token` is never kept as a static credential. docker login still succeeds.
-			fmt.Fprintf(h.stderr(), "%s: not keeping that token (%v); `%s login` keeps a session that renews itself\n", config.AppName, err, config.AppName)
+			fmt.Fprintf(h.stderr(), "%s: not keeping that token (%v); `%s` keeps a session that renews itself\n", config.AppName, err, token.LoginCommand)
 			return nil
 		}
 		return answer(err)
@@ -155,31 +184,19 @@ func (h *Helper) Delete(serverURL string) error {
 	return answer(session.Logout(h.Ctx))
 }
 
-// List names each served host that has a credential, with its username. It never touches
-// the network and never fails because nothing is stored.
+// List names each served host that has a credential, with its username: what the chain
+// holds, from the store alone. It never touches the network and never fails because nothing
+// is stored.
 func (h *Helper) List() (map[string]string, error) {
 	out := map[string]string{}
 	d, err := h.deps()
 	if err != nil {
 		return out, nil //nolint:nilerr // an unreachable store holds nothing we can list
 	}
-	// The same order as Get: workload identity, then a stored pull token, then the session
-	// (or a `_token` given to store, while it lasts).
-	if h.Settings.Identity != "" {
-		for _, host := range h.Settings.Registries {
-			out[host] = TokenUsername
-		}
-		return out, nil
-	}
-	session := token.NewSession(d)
-	loggedIn, _ := session.Exists(h.Ctx)
-	loggedIn = loggedIn || session.HasToken(h.Ctx, h.Settings.Audience)
-	pulls := token.NewPullTokens(d, session)
+	chain := h.chain(d)
 	for _, host := range h.Settings.Registries {
-		if pt, err := pulls.Stored(h.Ctx, host); err == nil {
-			out[host] = pt.Identity
-		} else if loggedIn {
-			out[host] = TokenUsername
+		if st, err := chain.Describe(h.Ctx, host); err == nil && st.Configured {
+			out[host] = st.Username
 		}
 	}
 	return out, nil
@@ -198,21 +215,10 @@ func answer(err error) error {
 	if errors.As(err, &fe) {
 		return fe
 	}
-	if se := storeError(err); se != err {
+	if se := token.StoreFailure(err); se != err {
 		return se
 	}
 	return fmt.Errorf("%s: %v", config.AppName, err)
-}
-
-// storeError turns a keystore failure into the line that says how to get past it.
-func storeError(err error) error {
-	switch {
-	case errors.Is(err, keystore.ErrLocked):
-		return &token.FixableError{Cause: "the keychain is locked", Fix: "unlock it (log in to the desktop), or set CGR_STORE=file", Err: err}
-	case errors.Is(err, keystore.ErrUnavailable):
-		return &token.FixableError{Cause: err.Error(), Fix: "docker-credential-cgr doctor", Err: err} // err says "the secret store is unavailable: why"
-	}
-	return err
 }
 
 // oneLine keeps an error to the single line every client prints.

@@ -26,15 +26,14 @@ var depsOnce sync.Once
 // CI installs helm, so a missing helm fails the test.
 func helmBin(t *testing.T) string {
 	t.Helper()
-	p, err := filepath.Abs(filepath.Join(".cache", "bin", "helm"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := repoPath(".cache", "bin", "helm")
 	if _, err := os.Stat(p); err != nil {
 		depsOnce.Do(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
-			out, err := exec.CommandContext(ctx, "scripts/deps.sh").CombinedOutput()
+			cmd := exec.CommandContext(ctx, repoPath("scripts", "deps.sh"))
+			cmd.Dir = repoRoot
+			out, err := cmd.CombinedOutput()
 			if err != nil {
 				t.Logf("scripts/deps.sh: %v\n%s", err, out)
 			}

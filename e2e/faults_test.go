@@ -37,8 +37,9 @@ import (
 	"github.com/cgrtools/docker-credential-cgr/token"
 )
 
-// getBound is how long a failing get may take: its own 40 s deadline, plus a start-up margin.
-const getBound = 45 * time.Second
+// getBound is how long a failing get may take (CONTRACT 1.2: 10 s), with slack for a loaded
+// machine; the bench measures the real figure.
+const getBound = 12 * time.Second
 
 const notFoundLine = "credentials not found in native keychain"
 
@@ -83,6 +84,9 @@ func (w *world) served(what string, r result) string {
 func oneLine(t *testing.T, what string, r result, want ...string) string {
 	t.Helper()
 	out := strings.TrimRight(r.stdout, "\n")
+	if r.code == 0 {
+		t.Fatalf("%s: exit 0 (a credential was served); want exit 1 and one line", what)
+	}
 	if r.code != 1 || out == "" || strings.Contains(out, "\n") {
 		t.Fatalf("%s: exit %d, stdout %q; want exit 1 and one line", what, r.code, r.stdout)
 	}
@@ -176,42 +180,69 @@ func storeIntact(t *testing.T, dir string, noTemps bool) {
 	}
 }
 
-// 1. The issuer is slower than the helper's per-request deadline. A stale but unexpired
-// token is served after a short wait with a warning; an expired one gives one line within
-// the get deadline; once the issuer answers again, get refreshes without a new login.
+// 1. The issuer holds a refresh for 25 s. A stale but unexpired token is served within 2 s
+// (the refresh goes on in the background, and is not sent twice); while it is in flight, a get
+// with an expired token gives one line within 10 s; once the issuer answers, the refresh that
+// was waiting saves its rotated token and get serves a new token, with no new login.
 func TestFaultIssuerSlow(t *testing.T) {
 	t.Parallel()
-	// Fresh while more than a quarter (11 s) remains, usable while more than a tenth (4.4 s):
-	// room for the 5 s a refresh may take when a usable token is at hand.
-	const ttl = 44 * time.Second
+	// Fresh while more than half (10 s) remains, usable while more than a tenth (2 s); the
+	// issuer holds the refresh past the token's expiry.
+	const ttl = 20 * time.Second
+	const hold = 25 * time.Second
 	w := newWorld(t, emulator.Options{TokenTTL: ttl})
 	w.login()
 	host := w.emu.RegistryHost()
 	first := w.served("get", w.helper(host, "get"))
 	exp := expiryOf(t, first)
 
-	w.sleepUntilIssuer(exp.Add(-ttl/4 + 300*time.Millisecond)) // stale, not expired
-	w.emu.SetFault(emulator.Fault{IssuerDelay: time.Minute})
-	r, took := w.timedGet(host)
-	if got := w.served("get with a slow issuer and a stale token", r); got != first {
-		t.Fatal("a slow issuer: not the cached token")
+	w.sleepUntilIssuer(exp.Add(-ttl/2 + 300*time.Millisecond)) // stale, not expired
+	w.emu.ResetCounts()
+	w.emu.SetFault(emulator.Fault{IssuerDelay: hold})
+	sent := time.Now()
+	for i := range 3 {
+		r, took := w.timedGet(host)
+		if got := w.served("get with a slow issuer and a stale token", r); got != first {
+			t.Fatal("a slow issuer: not the cached token")
+		}
+		t.Logf("stale token served after %s", took.Round(time.Millisecond))
+		within(t, "get with a stale token and a slow issuer", took, 3*time.Second)
+		if i == 0 {
+			w.emu.SetFault(emulator.Fault{}) // the held refresh stays held; new ones would be answered
+		}
 	}
-	if !strings.Contains(r.stderr, "warning") || !strings.Contains(r.stderr, "expire") {
-		t.Errorf("the stale token was served without a warning on stderr: %q", r.stderr)
+	if n := w.emu.Count("sts/exchange_refresh_token"); n != 1 {
+		t.Fatalf("%d refreshes sent while one was in flight; want 1 (a second would spend the same refresh token)", n)
 	}
-	t.Logf("stale token served after %s; stderr: %s", took.Round(time.Millisecond), strings.TrimSpace(r.stderr))
-	within(t, "get with a stale token and a slow issuer", took, 10*time.Second)
 
-	w.sleepUntilIssuer(exp.Add(200 * time.Millisecond)) // expired
-	r, took = w.timedGet(host)
-	line := oneLine(t, "get with a slow issuer and an expired token", r, "expire", "docker-credential-cgr doctor")
-	t.Logf("expired token, slow issuer (%s): %s", took.Round(time.Millisecond), line)
-	within(t, "get with an expired token and a slow issuer", took, getBound)
-	noSecretIn(t, "the answers", r.stdout+r.stderr, storeSecrets(w.storeDir())...)
+	w.sleepUntilIssuer(exp.Add(200 * time.Millisecond)) // expired, the refresh still held
+	if time.Since(sent) > hold-getBound {
+		t.Fatalf("the token expired %s after the refresh was sent: too late to see a get fail while it is held", time.Since(sent).Round(time.Second))
+	}
+	{
+		r, took := w.timedGet(host)
+		line := oneLine(t, "get with an expired token while the issuer holds the refresh", r, "expired", "docker-credential-cgr doctor")
+		t.Logf("expired token, refresh held (%s): %s", took.Round(time.Millisecond), line)
+		within(t, "get with an expired token and a slow issuer", took, getBound)
+		noSecretIn(t, "the answers", r.stdout+r.stderr, storeSecrets(w.storeDir())...)
+	}
 
-	w.emu.SetFault(emulator.Fault{})
-	if got := w.served("get once the issuer answers again", w.helper(host, "get")); got == first {
-		t.Fatal("the expired token was served again")
+	deadline := time.Now().Add(hold + 20*time.Second)
+	for {
+		r := w.helper(host, "get")
+		if r.code == 0 {
+			if got := w.served("get once the issuer answered", r); got == first {
+				t.Fatal("the expired token was served again")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no token %s after the issuer answered the held refresh: %s", hold+20*time.Second, r.stdout)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if n := w.emu.Count("oauth"); n != 0 {
+		t.Fatalf("a new login (%d) was needed: the refresh held by the issuer was lost", n)
 	}
 }
 
@@ -349,7 +380,7 @@ func runQuiet(env []string, stdin, name string, args ...string) (result, error) 
 func TestFaultKeychain(t *testing.T) {
 	if os.Getenv("CGR_IT_PRIVATE_KEYRING") != "1" {
 		t.Parallel()
-		script, _ := filepath.Abs("scripts/with-keyring.sh")
+		script := repoPath("scripts", "with-keyring.sh")
 		cmd := exec.Command(script, os.Args[0], "-test.run", "^TestFaultKeychain$", "-test.count=1", "-test.v")
 		cmd.Env = append(os.Environ(), "CGR_IT_PRIVATE_KEYRING=1")
 		out, err := cmd.CombinedOutput()
@@ -694,7 +725,7 @@ func TestFaultIssuerClockJumps(t *testing.T) {
 					t.Fatalf("the refreshed token was not kept: the helper does not judge it with the issuer's clock")
 				}
 			}
-			if n := w.emu.Count("sts/exchange_refresh_token"); n != 1 {
+			if n := w.emu.Count("sts/exchange_refresh_token") - before; n != 1 {
 				t.Fatalf("%d refreshes for one token: the issuer's clock was not learned", n)
 			}
 			if r := pull(); r.code != 0 {
@@ -712,71 +743,126 @@ func lastLine(s string) string {
 	return s
 }
 
-// 6a. A get SIGKILLed while its refresh is held at the issuer. The lock dies with the
-// process. If the issuer never processed the refresh, the next get refreshes with the same
-// refresh token; if the issuer did (rotating the refresh token after the helper died), the
-// old one is rejected as reused and the next get says to log in, in one line.
+// 6a. Kill safety (CONTRACT 3): a get is killed, alone or with its whole process group as
+// Ctrl-C at a terminal does, while it refreshes the session: at the worst moment (the issuer
+// has spent the old refresh token and minted the new one, its answer not yet sent), while the
+// issuer holds the refresh, and at 200 random moments. The refresh runs in a process of its
+// own that outlives the get, so no kill loses the login: the next get is served, without a
+// new login.
 func TestFaultKilledDuringRefresh(t *testing.T) {
 	t.Parallel()
-	const ttl = 4 * time.Second
-	cases := []struct {
-		name string
-		// delay holds the refresh at the issuer; the emulator (like most servers) finishes
-		// a request whose client went away, so with a short delay the issuer rotates the
-		// refresh token after the helper died, and with a long one the next get comes first.
-		delay     time.Duration
-		waitAfter time.Duration
-		rotated   bool
-	}{
-		{"before the issuer answered", 30 * time.Second, 0, false},
-		{"after the issuer rotated the refresh token", 1500 * time.Millisecond, 2500 * time.Millisecond, true},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			w := newWorld(t, emulator.Options{TokenTTL: ttl})
-			w.login()
-			host := w.emu.RegistryHost()
-			first := w.served("get", w.helper(host, "get"))
-			w.sleepUntilIssuer(expiryOf(t, first).Add(200 * time.Millisecond))
-			w.emu.ResetCounts()
-			w.emu.SetFault(emulator.Fault{IssuerDelay: c.delay})
+	w := newWorld(t, emulator.Options{})
+	w.login()
+	host := w.emu.RegistryHost()
+	w.served("get", w.helper(host, "get"))
+	logins := w.emu.Count("oauth")
 
-			cmd := exec.Command(helperBin, "get")
-			cmd.Env, cmd.Stdin = w.environ(), strings.NewReader(host)
-			if err := cmd.Start(); err != nil {
+	// startGet runs get in a process group of its own, as a shell runs a job.
+	startGet := func() *exec.Cmd {
+		cmd := exec.Command(helperBin, "get")
+		cmd.Env, cmd.Stdin = w.environ(), strings.NewReader(host)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	killGroup := func(cmd *exec.Cmd, sig syscall.Signal) {
+		_ = syscall.Kill(-cmd.Process.Pid, sig)
+		_ = cmd.Wait()
+	}
+	// servedSoon: the next get is served (it may wait for the refresh the killed get left
+	// running), never a line asking for a login.
+	servedSoon := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			r := w.helper(host, "get")
+			if r.code == 0 {
+				w.served(what, r)
+				return
+			}
+			if strings.Contains(r.stdout, "login") || time.Now().After(deadline) {
+				t.Fatalf("%s: %s", what, strings.TrimSpace(r.stdout))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	// stale drops the cached registry token, so that the next get must refresh.
+	stale := func() {
+		files, _ := filepath.Glob(filepath.Join(w.storeDir(), "token%2F*.secret"))
+		for _, f := range files {
+			if err := os.Remove(f); err != nil {
 				t.Fatal(err)
 			}
-			deadline := time.Now().Add(20 * time.Second)
-			for w.emu.Count("sts/exchange_refresh_token") == 0 && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond)
-			}
-			if w.emu.Count("sts/exchange_refresh_token") == 0 {
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
+		}
+		if len(files) == 0 {
+			t.Fatal("no cached token in the store to drop")
+		}
+	}
+
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGINT, syscall.SIGTERM} {
+		t.Run("worst moment, "+sig.String()+" to the process group", func(t *testing.T) {
+			stale()
+			var cmd *exec.Cmd
+			killed := make(chan struct{})
+			w.emu.OnRefresh(func() {
+				if cmd != nil {
+					_ = syscall.Kill(-cmd.Process.Pid, sig)
+					close(killed)
+				}
+			})
+			cmd = startGet()
+			select {
+			case <-killed:
+			case <-time.After(10 * time.Second):
 				t.Fatal("the refresh never reached the issuer")
 			}
-			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
+			w.emu.OnRefresh(nil)
 			_ = cmd.Wait()
-			time.Sleep(c.waitAfter)
-			w.emu.SetFault(emulator.Fault{})
-			storeIntact(t, w.storeDir(), false)
-
-			r, took := w.timedGet(host)
-			// The lock was released with the killed process: no wait for it.
-			within(t, "get after a helper was killed mid-refresh", took, 10*time.Second)
-			if c.rotated {
-				line := oneLine(t, "get after the killed refresh was processed", r, "docker-credential-cgr login")
-				t.Logf("%s (%s): %s", c.name, took.Round(time.Millisecond), line)
-				w.login()
-			} else {
-				w.served("get after a helper was killed mid-refresh", r)
-				t.Logf("%s (%s): a token was served, no login needed", c.name, took.Round(time.Millisecond))
-			}
-			w.served("get", w.helper(host, "get"))
+			servedSoon("get after a get was killed with the rotated refresh token on the wire")
 		})
+	}
+
+	t.Run("while the issuer holds the refresh", func(t *testing.T) {
+		stale()
+		before := w.emu.Count("sts/exchange_refresh_token")
+		w.emu.SetFault(emulator.Fault{IssuerDelay: 2 * time.Second})
+		cmd := startGet()
+		deadline := time.Now().Add(10 * time.Second)
+		for w.emu.Count("sts/exchange_refresh_token") == before && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		killGroup(cmd, syscall.SIGKILL)
+		w.emu.SetFault(emulator.Fault{})
+		servedSoon("get after a get was killed while the issuer held its refresh")
+		if n := w.emu.Count("sts/exchange_refresh_token") - before; n != 1 {
+			t.Errorf("%d refreshes; want the one the killed get started, finished by its job", n)
+		}
+	})
+
+	t.Run("200 random moments", func(t *testing.T) {
+		const kills = 200
+		inFlight := 0
+		for i := range kills {
+			stale()
+			before := w.emu.Count("sts/exchange_refresh_token")
+			cmd := startGet()
+			time.Sleep(time.Duration(mrand.IntN(40)) * time.Millisecond)
+			killGroup(cmd, syscall.SIGKILL)
+			if w.emu.Count("sts/exchange_refresh_token") > before {
+				inFlight++
+			}
+			servedSoon(fmt.Sprintf("get after kill %d", i+1))
+		}
+		t.Logf("%d kills, %d of them after the refresh reached the issuer: 0 logins lost", kills, inFlight)
+		if inFlight == 0 {
+			t.Fatal("no kill came after the refresh reached the issuer: the test proves nothing")
+		}
+	})
+	storeIntact(t, w.storeDir(), false)
+	if n := w.emu.Count("oauth"); n != logins {
+		t.Fatalf("%d new logins were needed", n-logins)
 	}
 }
 

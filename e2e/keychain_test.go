@@ -16,7 +16,7 @@ import (
 // on a private keyring of its own (scripts/with-keyring.sh always makes a fresh one).
 func TestKeychainThroughBinary(t *testing.T) {
 	if os.Getenv("CGR_IT_PRIVATE_KEYRING") != "1" {
-		script, _ := filepath.Abs("scripts/with-keyring.sh")
+		script := repoPath("scripts", "with-keyring.sh")
 		cmd := exec.Command(script, os.Args[0], "-test.run", "^TestKeychainThroughBinary$", "-test.count=1", "-test.v")
 		cmd.Env = append(os.Environ(), "CGR_IT_PRIVATE_KEYRING=1")
 		out, err := cmd.CombinedOutput()

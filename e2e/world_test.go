@@ -27,7 +27,11 @@ import (
 var (
 	helperBin   string // the built docker-credential-cgr
 	emulatorBin string // cgr-emulator, whose `browse` is the fake browser
+	repoRoot    string // the module's root (tests run in e2e/)
 )
+
+// repoPath is a path inside the repository: scripts/..., .cache/bin/...
+func repoPath(parts ...string) string { return filepath.Join(append([]string{repoRoot}, parts...)...) }
 
 func TestMain(m *testing.M) {
 	b, err := e2etest.Build()
@@ -36,6 +40,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	helperBin, emulatorBin = b.Helper, b.Emulator
+	if repoRoot, err = e2etest.ModuleRoot(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	e2etest.Cleanup()
 	os.Exit(code)

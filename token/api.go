@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -247,18 +246,10 @@ func (a *API) call(ctx context.Context, op, method, path string, q url.Values, i
 	if method == http.MethodGet || method == http.MethodDelete {
 		attempts = 3
 	}
-	for i := 1; ; i++ {
-		err = a.once(ctx, op, method, u, tok, body, out)
+	return retry(ctx, depRand(a.d), attempts, func(err error) bool {
 		var ae *APIError
-		if i >= attempts || !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(100*time.Millisecond + rand.N(100*time.Millisecond)):
-		}
-	}
+		return errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable
+	}, func() error { return a.once(ctx, op, method, u, tok, body, out) })
 }
 
 func (a *API) once(ctx context.Context, op, method, u, tok string, body []byte, out any) error {
@@ -281,12 +272,17 @@ func (a *API) once(ctx context.Context, op, method, u, tok string, body []byte, 
 	if hc == nil {
 		hc = &http.Client{Timeout: apiTimeout}
 	}
+	start := depClock(a.d).Now()
 	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("platform API %s: %s: %w", a.d.Settings.API, op, scrubURLError(err))
 	}
 	defer resp.Body.Close()
-	a.learnClock(resp.Header.Get("Date"))
+	if skew, ok := skewFrom(resp, start, depClock(a.d).Now()); ok {
+		a.mu.Lock()
+		a.skew = skew
+		a.mu.Unlock()
+	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
 		return fmt.Errorf("platform API: %s: reading the answer: %w", op, err)
@@ -308,26 +304,6 @@ func (a *API) once(ctx context.Context, op, method, u, tok string, body []byte, 
 		return fmt.Errorf("platform API: %s: unreadable answer: %w", op, err)
 	}
 	return nil
-}
-
-// learnClock adopts the server's clock from a Date header when ours is off by more than the
-// header's one-second resolution can explain.
-func (a *API) learnClock(date string) {
-	if date == "" {
-		return
-	}
-	t, err := http.ParseTime(date)
-	if err != nil {
-		return
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	skew := t.Sub(depClock(a.d).Now())
-	if skew > skewNoise || skew < -skewNoise {
-		a.skew = skew
-	} else {
-		a.skew = 0
-	}
 }
 
 // apiError turns a grpc-gateway error body ({"code","message"}) into one line.

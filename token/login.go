@@ -564,9 +564,9 @@ func loginExchangeError(d Deps, err error, subject string) error {
 	var se *STSError
 	if errors.As(err, &se) {
 		switch se.Code {
-		case codeNotFound:
+		case CodeNotFound:
 			return fmt.Errorf("login failed: identity not found at %s: your account is not registered/not found (%s)", d.Settings.Issuer, sessOr(se.Message, "not found"))
-		case codePermissionDenied:
+		case CodePermissionDenied:
 			if subject != "" {
 				return fmt.Errorf("login failed: the token's claims (%s) do not match the identity's issuer/subject/audience (%s)", claimsOf(subject), sessOr(se.Message, "permission denied"))
 			}

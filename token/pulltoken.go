@@ -30,8 +30,9 @@ const (
 	DefaultPullTokenName = "pull-token"
 
 	pullRole = "registry.pull"
-	// renewTimeout bounds one renewal (lock, create, bind, store) within a `get`.
-	renewTimeout = 25 * time.Second
+	// renewTimeout bounds the wait for a renewal within a `get` whose pull token expired
+	// (within the get's own 10 s).
+	renewTimeout = 8 * time.Second
 	// cleanupTimeout bounds the best-effort deletion of a replaced identity.
 	cleanupTimeout = 10 * time.Second
 )
@@ -165,7 +166,7 @@ func (p *PullTokens) read(ctx context.Context, host string) (*pullRecord, error)
 	if err := json.Unmarshal(b, &r); err != nil || r.Token == "" || !ValidIdentityID(r.Identity) || r.Expiry.IsZero() {
 		return nil, &FixableError{
 			Cause: "the pull token stored for " + host + " is damaged",
-			Fix:   "docker-credential-cgr pull-token create --save",
+			Fix:   SaveCommand,
 		}
 	}
 	return &r, nil
@@ -194,91 +195,156 @@ func (p *PullTokens) Stored(ctx context.Context, host string) (*PullToken, error
 
 // Get returns the pull token to serve for host. While more than a third of its lifetime
 // remains it is served as stored. Then, when a login session exists, a replacement with the
-// same TTL, name and parent is created (once, however many Gets run at once), stored, served,
-// and the old identity deleted. Without a session it is served with a warning on stderr until
-// it expires; after that Get fails with a *FixableError saying when it expired.
-// ErrNoCredential when nothing is stored for host.
+// same TTL, name and parent is created (once, however many Gets run at once, as a Job that
+// outlives this call), stored, served, and the old identity deleted; while the old one is still
+// valid, Get waits at most staleWait for that and otherwise serves the old one. Without a
+// session it is served with a warning on stderr until it expires; after that Get fails with a
+// *FixableError saying when it expired. ErrNoCredential when nothing is stored for host.
 func (p *PullTokens) Get(ctx context.Context, host string) (*PullToken, error) {
 	r, err := p.read(ctx, host)
 	if err != nil {
 		return nil, err
 	}
-	now := p.issuerNow(r)
-	if !r.due(now) {
+	if !r.due(p.issuerNow(r)) {
 		return r.pullToken(), nil
 	}
-	// Bounded on its own, so that a hanging platform API still leaves the caller's deadline
-	// time to serve the still-valid token.
-	rctx, cancel := context.WithTimeout(ctx, renewTimeout)
-	defer cancel()
-	renewed, rerr := p.renew(rctx, host, r)
+	rerr := p.canRenew(ctx, r)
 	if rerr == nil {
-		return renewed, nil
-	}
-	now = p.issuerNow(r)
-	if r.expired(now) {
-		fix := LoginCommand
-		cause := fmt.Sprintf("the pull token for %s (identity %s) expired at %s", host, r.Identity, pullTime(r.Expiry))
-		var fe *FixableError
-		switch {
-		case errors.Is(rerr, ErrNoCredential) && !errors.As(rerr, &fe):
-			cause += " and no login session can renew it"
-		case errors.As(rerr, &fe):
-			cause += " and could not be renewed: " + fe.Cause
-			if fe.Fix != "" {
-				fix = fe.Fix
-			}
-		default:
-			cause += " and could not be renewed: " + rerr.Error()
-			fix = "docker-credential-cgr pull-token create --save"
+		var renewed *PullToken
+		renewed, rerr = p.renewFor(ctx, host, r)
+		if rerr == nil {
+			return renewed, nil
 		}
-		// Err must not unwrap to ErrNoCredential: `get` would answer "not found" instead.
-		return nil, &FixableError{Cause: cause, Fix: fix, Err: ErrPullTokenExpired}
+	}
+	now := p.issuerNow(r)
+	if r.expired(now) {
+		return nil, expiredFailure(host, r, rerr)
 	}
 	w := depStderr(p.d)
-	if errors.Is(rerr, ErrNoCredential) {
-		fmt.Fprintf(w, "warning: the pull token for %s expires %s (%s); run `%s` so it renews itself, or create a new one with `docker-credential-cgr pull-token create --save`\n",
-			host, untilText(r.Expiry.Sub(now)), pullTime(r.Expiry), LoginCommand)
-	} else {
+	switch {
+	case errors.Is(rerr, errBusy), errors.Is(rerr, errPending), errors.Is(rerr, errRetryLater):
+		// Being renewed, or the API failed a moment ago: serve the valid one quietly.
+	case errors.Is(rerr, ErrNoCredential):
+		fmt.Fprintf(w, "warning: the pull token for %s expires %s (%s); run `%s` so it renews itself, or create a new one with `%s`\n",
+			host, untilText(r.Expiry.Sub(now)), pullTime(r.Expiry), LoginCommand, SaveCommand)
+	default:
 		fmt.Fprintf(w, "warning: the pull token for %s expires %s (%s) and could not be renewed: %s\n",
 			host, untilText(r.Expiry.Sub(now)), pullTime(r.Expiry), stsOneLine(rerr.Error(), 300))
 	}
 	return r.pullToken(), nil
 }
 
-// renew replaces the pull token r held for host, under the locks of every served host (a
-// token saved with --save is held by each), and returns the token to serve. ErrNoCredential
-// (possibly inside a *FixableError) when no session can create one.
-func (p *PullTokens) renew(ctx context.Context, host string, seen *pullRecord) (*PullToken, error) {
-	if p.s == nil {
-		return nil, ErrNoCredential
+// expiredFailure is the line for a pull token that expired and could not be renewed (rerr
+// says why: ErrNoCredential when no session can).
+func expiredFailure(host string, r *pullRecord, rerr error) error {
+	fix := LoginCommand
+	cause := fmt.Sprintf("the pull token for %s (identity %s) expired at %s", host, r.Identity, pullTime(r.Expiry))
+	var fe *FixableError
+	switch {
+	case errors.Is(rerr, ErrNoCredential) && !errors.As(rerr, &fe):
+		cause += " and no login session can renew it"
+	case errors.As(rerr, &fe):
+		cause += " and could not be renewed: " + fe.Cause
+		if fe.Fix != "" {
+			fix = fe.Fix
+		}
+	default:
+		cause += " and could not be renewed: " + rerr.Error()
+		fix = SaveCommand
 	}
-	if seen.Issuer != "" && seen.Issuer != p.d.Settings.Issuer {
-		// Created by another issuer: this session cannot replace it.
-		return nil, ErrNoCredential
+	// Err must not unwrap to ErrNoCredential: `get` would answer "not found" instead.
+	return &FixableError{Cause: cause, Fix: fix, Err: ErrPullTokenExpired}
+}
+
+// errRetryLater: a renewal failed against a failing API a moment ago.
+var errRetryLater = errors.New("the last renewal failed a moment ago")
+
+// canRenew says whether a session can replace r (store only): ErrNoCredential when none can.
+func (p *PullTokens) canRenew(ctx context.Context, r *pullRecord) error {
+	if p.s == nil {
+		return ErrNoCredential
+	}
+	if r.Issuer != "" && r.Issuer != p.d.Settings.Issuer {
+		return ErrNoCredential // created by another issuer: this session cannot replace it
 	}
 	ok, err := p.s.Exists(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if !ok {
-		return nil, ErrNoCredential
+		return ErrNoCredential
 	}
-	hosts := p.hostsWith(host)
-	for _, h := range hosts {
-		unlock, err := lockStore(ctx, p.d, lockName("pull", h))
-		if err != nil {
-			return nil, err
+	return nil
+}
+
+// renewFor takes the pull locks of every served host (a token saved with --save is held by
+// each; only if they are free while r is still valid, and then waiting at most staleWait),
+// re-reads, and hands the locks to a job that renews. It returns the token to serve.
+func (p *PullTokens) renewFor(ctx context.Context, host string, r *pullRecord) (*PullToken, error) {
+	valid := !r.expired(p.issuerNow(r))
+	lock := lockName("pull", host)
+	if _, failed := recentFailure(p.d, lock); failed && valid {
+		return nil, errRetryLater
+	}
+	// While r is valid, the locks (another process renewing now) and the renewal get at most
+	// staleWait in all; then r is served.
+	var cancel context.CancelFunc
+	if valid {
+		ctx, cancel = context.WithTimeout(ctx, staleWait)
+	} else {
+		ctx, cancel = context.WithTimeout(ctx, renewTimeout)
+	}
+	defer cancel()
+	var held []*keystore.Held
+	for _, h := range p.hostsWith(host) {
+		var hl *keystore.Held
+		var err error
+		if valid {
+			hl, err = acquireStale(ctx, p.d, lockName("pull", h))
+		} else {
+			hl, err = keystore.Acquire(ctx, p.d.Settings.StoreDir, lockName("pull", h))
 		}
-		defer unlock()
+		if err != nil {
+			releaseAll(held)
+			if errors.Is(err, errBusy) || ctx.Err() != nil {
+				return nil, errBusy
+			}
+			return nil, storeFixable(err)
+		}
+		held = append(held, hl)
 	}
 	// Re-read: another helper may have renewed it while we waited for the lock.
-	cur, err := p.read(ctx, host)
+	if cur, err := p.read(ctx, host); err == nil && !cur.due(p.issuerNow(cur)) {
+		releaseAll(held)
+		return cur.pullToken(), nil
+	}
+	if err := depRunner(p.d).Run(ctx, p.d, Job{Kind: jobPull, Host: host}, held); err != nil {
+		return nil, err
+	}
+	cur, err := p.read(context.WithoutCancel(ctx), host)
 	if err != nil {
 		return nil, err
 	}
+	if cur.due(p.issuerNow(cur)) {
+		return nil, errors.New("the renewed pull token was not saved")
+	}
+	return cur.pullToken(), nil
+}
+
+// renewJob is the job that replaces the pull token held for host; the caller holds the pull
+// locks of every served host.
+func (p *PullTokens) renewJob(ctx context.Context, host string) (err error) {
+	defer noteRunning(p.d, lockName("pull", host))()
+	defer func() { noteFailure(p.d, lockName("pull", host), err) }()
+	cur, err := p.read(ctx, host)
+	if err != nil {
+		return err
+	}
 	if !cur.due(p.issuerNow(cur)) {
-		return cur.pullToken(), nil
+		return nil
+	}
+	if err := p.canRenew(ctx, cur); err != nil {
+		return err
 	}
 	name, parent := cur.Name, cur.Parent
 	if parent == "" {
@@ -292,7 +358,7 @@ func (p *PullTokens) renew(ctx context.Context, host string, seen *pullRecord) (
 	}
 	created, err := p.Create(ctx, CreateOptions{TTL: cur.lifetime(), Name: name, Parent: parent})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	next := &pullRecord{
 		Identity: created.Identity, Token: created.Token, Expiry: created.Expiry,
@@ -302,10 +368,10 @@ func (p *PullTokens) renew(ctx context.Context, host string, seen *pullRecord) (
 	// Switch every host that held the old token; the host asked about first.
 	if err := p.write(ctx, host, next); err != nil {
 		p.cleanup(created.Identity)
-		return nil, err
+		return err
 	}
 	stillUsed := false
-	for _, h := range hosts {
+	for _, h := range p.hostsWith(host) {
 		if h == host {
 			continue
 		}
@@ -318,7 +384,7 @@ func (p *PullTokens) renew(ctx context.Context, host string, seen *pullRecord) (
 	if !stillUsed {
 		p.cleanup(cur.Identity)
 	}
-	return created, nil
+	return nil
 }
 
 // hostsWith is host and the other served hosts, sorted (the lock order).
@@ -338,8 +404,8 @@ func (p *PullTokens) cleanup(id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	if err := p.api.DeleteIdentity(ctx, id); err != nil && !IsNotFound(err) {
-		fmt.Fprintf(depStderr(p.d), "note: could not delete the replaced pull token identity %s: %s; delete it with `docker-credential-cgr pull-token delete %s`\n",
-			id, stsOneLine(err.Error(), 300), id)
+		fmt.Fprintf(depStderr(p.d), "note: could not delete the replaced pull token identity %s: %s; delete it with `%s`\n",
+			id, stsOneLine(err.Error(), 300), Command("pull-token", "delete", id))
 	}
 }
 
@@ -392,7 +458,7 @@ func (p *PullTokens) saveSkew(ctx context.Context, issuer string, t *Token) (tim
 		switch {
 		case err == nil:
 			return sess.skew(), nil
-		case !errors.Is(err, keystore.ErrNotFound):
+		case !errors.Is(err, keystore.ErrNotFound) && !errors.Is(err, errSessionDamaged):
 			return 0, storeFixable(err)
 		}
 	}

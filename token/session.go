@@ -8,21 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/cgrtools/docker-credential-cgr/internal/config"
 	"github.com/cgrtools/docker-credential-cgr/keystore"
 )
 
-// LoginCommand is the command that fixes a missing, expired or revoked session.
-const LoginCommand = "docker-credential-cgr login"
-
-// ErrLoginRequired is wrapped by a *FixableError when only a new login can help (the session
-// expired, its refresh token was revoked or rejected, its identity is gone).
-var ErrLoginRequired = errors.New("a new login is required")
-
-// errSessionDamaged: the stored session is unreadable. It also wraps keystore.ErrNotFound, so
-// everything but `get` treats it as no session (login overwrites it, logout removes it).
+// errSessionDamaged: the stored session is unreadable. get, status and doctor say so and
+// name the fix (a new login overwrites it; logout removes it).
 var errSessionDamaged = errors.New("the stored session is damaged")
 
 // ErrNotCacheable is returned (wrapped) by Remember for a secret it will not cache: not a
@@ -34,12 +27,8 @@ var ErrNotCacheable = errors.New("not a cacheable token")
 // even when the issuer is unreachable, so a pull never starts with a token about to die.
 const expiryMargin = 10 * time.Second
 
-// usableRenewTimeout bounds a refresh when the cached token, though not fresh, is still
-// usable and would be served if the issuer does not answer.
-const usableRenewTimeout = 5 * time.Second
-
 // sessionTimeout bounds one Token call when the caller's ctx has no deadline.
-const sessionTimeout = 45 * time.Second
+const sessionTimeout = 30 * time.Second
 
 // Session is the login session of one issuer: a refresh token in the store, and the
 // Chainguard tokens minted from it cached per audience.
@@ -137,32 +126,24 @@ func lockName(prefix, s string) string {
 	return string(b)
 }
 
-// procLocks serialises the goroutines of this process before they take the cross-process
-// lock, so that a refresh is single-flight whatever the lock's per-process semantics.
-var procLocks sync.Map // lock path → chan struct{} (capacity 1)
-
-// lockStore takes the named cross-process lock in the store dir, ctx-bounded.
+// lockStore takes the named cross-process lock in the store dir, ctx-bounded. The lock is
+// an flock on a file opened for the purpose, so it also serialises the goroutines of one
+// process (each opens the file anew).
 func lockStore(ctx context.Context, d Deps, name string) (func(), error) {
-	v, _ := procLocks.LoadOrStore(d.Settings.StoreDir+"\x00"+name, make(chan struct{}, 1))
-	sem := v.(chan struct{})
-	select {
-	case sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for the %s lock: %w", name, ctx.Err())
-	}
 	unlock, err := keystore.Lock(ctx, d.Settings.StoreDir, name)
 	if err != nil {
-		<-sem
 		return nil, fmt.Errorf("taking the %s lock: %w", name, err)
 	}
-	var once sync.Once
-	return func() { once.Do(func() { unlock(); <-sem }) }, nil
+	return unlock, nil
 }
 
 // Token returns a Chainguard token for aud ("" means Settings.Audience): the cached one while
-// fresh (issuer clock; one store read, no lock, no network), else one refreshed under the
-// cross-process lock and written back. ErrNoCredential when never logged in; *FixableError
-// when the session cannot be made valid. It never returns an expired token.
+// fresh (issuer clock; one store read, no lock, no network), else a refreshed one. The refresh
+// runs as a Job under the cross-process lock (once per expiry however many gets wait for it),
+// and it outlives this call. A cached token that is no longer fresh but still usable is served
+// when the refresh cannot finish within staleWait, when another process is refreshing, or when
+// a refresh failed against a failing issuer less than retryAfter ago. ErrNoCredential when never
+// logged in; *FixableError when the session cannot be made valid. Never an expired token.
 func (s *Session) Token(ctx context.Context, aud string) (*Token, error) {
 	if aud == "" {
 		aud = s.d.Settings.Audience
@@ -176,23 +157,200 @@ func (s *Session) Token(ctx context.Context, aud string) (*Token, error) {
 	if err != nil {
 		return nil, storeFixable(err)
 	}
-	if tok != nil && tok.Fresh(depClock(s.d).Now().Add(time.Duration(rec.SkewNS))) {
+	if tok != nil && tok.Fresh(s.issuerNow(rec)) {
 		return tok, nil
 	}
-	t, err := s.renewLocked(ctx, aud)
-	if err == nil || !errors.Is(err, ErrLoginRequired) || !s.d.Interactive || s.d.OpenBrowser == nil {
-		return t, err
+	usable := s.usable(tok, rec)
+	switch _, err := s.readSession(ctx); {
+	case errors.Is(err, errSessionDamaged):
+		if usable {
+			return tok, nil
+		}
+		return nil, s.damaged()
+	case errors.Is(err, keystore.ErrNotFound):
+		// No session: a token remembered from `store` is served while it is usable.
+		if usable {
+			return tok, nil
+		}
+		return nil, ErrNoCredential
+	case err != nil:
+		return nil, storeFixable(err)
 	}
-	// Auto-login (as chainctl does): only at a terminal, not in CI, unless CGR_AUTO_LOGIN=false.
-	info, ierr := s.Info(ctx)
-	if ierr != nil || info.Kind != "user" {
+	lock := s.lockName()
+	if _, failed := recentFailure(s.d, lock); failed && usable {
+		return tok, nil // the issuer failed a moment ago: do not make this pull wait for it again
+	}
+	fresh, err := s.refresh(ctx, aud, usable)
+	switch {
+	case err == nil:
+		return fresh, nil
+	case usable && (errors.Is(err, errBusy) || errors.Is(err, errPending)):
+		return tok, nil
+	case usable && isTransient(err):
+		fmt.Fprintf(depStderr(s.d), "warning: %s; using the cached token (expires %s)\n", stsOneLine(err.Error(), 300), sessTime(tok.Expiry))
+		return tok, nil
+	case errors.Is(err, errPending):
+		return nil, unreachable(&UnreachableError{Issuer: s.d.Settings.Issuer, Err: errors.New("no answer in time (the refresh goes on in the background)")}, tok)
+	case errors.Is(err, errTransient) && !errors.As(err, new(*FixableError)):
+		return nil, unreachable(err, tok)
+	}
+	return nil, err
+}
+
+// errBusy: another process holds the refresh lock (it is refreshing right now).
+var errBusy = errors.New("another docker-credential-cgr is refreshing")
+
+func (s *Session) lockName() string { return lockName("refresh", s.ih) }
+
+func (s *Session) issuerNow(rec *tokenRecord) time.Time {
+	now := depClock(s.d).Now()
+	if rec == nil {
+		return now
+	}
+	return now.Add(time.Duration(rec.SkewNS))
+}
+
+// refresh takes the refresh lock (only if free when a usable token is at hand, and then waits
+// at most staleWait), re-reads, and hands the lock to a job that refreshes and saves.
+func (s *Session) refresh(ctx context.Context, aud string, usable bool) (*Token, error) {
+	dir := s.d.Settings.StoreDir
+	var held *keystore.Held
+	if usable {
+		// Wait for the lock (another process refreshing now) and the refresh at most
+		// staleWait in all: then the still-valid token is served.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, staleWait)
+		defer cancel()
+		h, err := acquireStale(ctx, s.d, s.lockName())
+		if err != nil {
+			if errors.Is(err, errBusy) {
+				return nil, err
+			}
+			return nil, storeFixable(err)
+		}
+		held = h
+	} else {
+		h, err := keystore.Acquire(ctx, dir, s.lockName())
+		if err != nil {
+			if ctx.Err() != nil {
+				why := "timed out waiting for another " + config.AppName + " to refresh the session"
+				if took, ok := runningFor(s.d, s.lockName()); ok {
+					why = fmt.Sprintf("no answer from %s to a refresh started %s ago by another %s", s.d.Settings.Issuer, took.Round(time.Second), config.AppName)
+				}
+				return nil, transient(errors.New(why))
+			}
+			return nil, storeFixable(err)
+		}
+		held = h
+	}
+	// Re-read: another process may have refreshed while we waited for the lock.
+	if tok, rec, err := s.cached(ctx, aud); err == nil && tok != nil && tok.Fresh(s.issuerNow(rec)) {
+		held.Release()
+		return tok, nil
+	}
+	if err := depRunner(s.d).Run(ctx, s.d, Job{Kind: jobSession, Audience: aud}, []*keystore.Held{held}); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(depStderr(s.d), "%s\nStarting a new login.\n", err.Error())
-	if _, lerr := Login(ctx, s.d, LoginOptions{Org: info.Org}); lerr != nil {
-		return nil, err
+	tok, _, err := s.cached(context.WithoutCancel(ctx), aud)
+	if err != nil {
+		return nil, storeFixable(err)
 	}
-	return s.renewLocked(ctx, aud)
+	if tok == nil {
+		return nil, errors.New("the refreshed token was not saved")
+	}
+	return tok, nil
+}
+
+// damaged is the failure of a session record that cannot be read.
+func (s *Session) damaged() error {
+	return loginRequired("your "+s.d.Settings.Audience+" session in the store is damaged (unreadable)", "", errSessionDamaged)
+}
+
+// refreshJob is the job that spends the session's refresh token (or exchanges an identity
+// session's OIDC token) for a token for aud and saves the result. The caller holds the refresh
+// lock. The rotated refresh token is written durably before anything else happens, before
+// any check of the new access token too: a refresh token answered and not saved is a lost login.
+func (s *Session) refreshJob(ctx context.Context, aud string) (err error) {
+	defer noteRunning(s.d, s.lockName())()
+	defer func() { noteFailure(s.d, s.lockName(), err) }()
+	tok, rec, err := s.cached(ctx, aud)
+	if err != nil {
+		return storeFixable(err)
+	}
+	if tok != nil && tok.Fresh(s.issuerNow(rec)) {
+		return nil
+	}
+	sess, err := s.readSession(ctx)
+	switch {
+	case errors.Is(err, keystore.ErrNotFound):
+		return ErrNoCredential // logged out meanwhile
+	case errors.Is(err, errSessionDamaged):
+		return s.damaged()
+	case err != nil:
+		return storeFixable(err)
+	}
+	// A refresh spends the refresh token. Spend it only if the store takes writes: on a full
+	// or read-only disk the new one could not be saved, the old one would be dead, and the
+	// session lost.
+	if sess.RefreshToken != "" {
+		if err := s.writeSession(ctx, sess); err != nil {
+			if errors.Is(err, keystore.ErrLocked) {
+				return storeFixable(err)
+			}
+			return &FixableError{Cause: fmt.Sprintf("not refreshing your %s session: the store cannot be written (%v); free space or make it writable", s.d.Settings.Audience, err), Fix: DoctorCommand, Err: transient(err)}
+		}
+	}
+	res, err := s.renew(ctx, sess, aud)
+	if err != nil {
+		return s.explain(err, sess, tok)
+	}
+	if skew, ok := s.sts.Skew(); ok {
+		sess.SkewNS = int64(skew)
+	}
+	if res.RefreshToken != "" {
+		// The old refresh token is dead now. Save the new one first, and hard.
+		sess.RefreshToken = res.RefreshToken
+		sess.RefreshExpiry = res.RefreshExpiry
+		if err := s.writeSessionDurably(ctx, sess); err != nil {
+			return &FixableError{Cause: fmt.Sprintf("the refreshed session could not be saved (%v): the next refresh will need a new login", err), Fix: LoginCommand, Err: err}
+		}
+	}
+	newTok, err := Parse(res.Token)
+	if err != nil {
+		return fmt.Errorf("the issuer answered with an unreadable token: %w", err)
+	}
+	if !newTok.Usable(depClock(s.d).Now().Add(sess.skew())) {
+		return fmt.Errorf("the issuer answered with a token that expires at %s", sessTime(newTok.Expiry))
+	}
+	if sess.Subject == "" {
+		sess.Subject = newTok.Subject
+	}
+	if sess.Email == "" {
+		sess.Email = newTok.Email
+	}
+	if sess.Tokens == nil {
+		sess.Tokens = map[string]time.Time{}
+	}
+	sess.Tokens[aud] = newTok.Expiry
+	if err := s.writeSession(ctx, sess); err != nil {
+		fmt.Fprintf(depStderr(s.d), "warning: could not record the refreshed token in the session (%v)\n", err)
+	}
+	if err := writeTokenRecord(ctx, s.d.Store, tokenKey(s.ih, aud), newTok, sess.skew()); err != nil {
+		return fmt.Errorf("could not cache the refreshed token: %w", storeFixable(err))
+	}
+	return nil
+}
+
+// writeSessionDurably writes the session, trying again with a fresh deadline when the first
+// write fails (a keychain that was slow once): it holds the only valid refresh token.
+func (s *Session) writeSessionDurably(ctx context.Context, rec *sessionRecord) error {
+	err := s.writeSession(ctx, rec)
+	for i := 0; err != nil && i < 2; i++ {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		err = s.writeSession(wctx, rec)
+		cancel()
+	}
+	return err
 }
 
 // HasToken reports whether a still-usable token for aud is cached (a `_token` given to
@@ -238,7 +396,7 @@ func readSessionRecord(ctx context.Context, st keystore.Store, ih string) (*sess
 	}
 	var rec sessionRecord
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return nil, fmt.Errorf("%w: %w", errSessionDamaged, keystore.ErrNotFound)
+		return nil, errSessionDamaged
 	}
 	return &rec, nil
 }
@@ -251,129 +409,6 @@ func (s *Session) usable(tok *Token, rec *tokenRecord) bool {
 	}
 	now := depClock(s.d).Now().Add(time.Duration(rec.SkewNS))
 	return tok.Usable(now)
-}
-
-// renewLocked is the slow path: lock, re-read, refresh if still stale, write back.
-func (s *Session) renewLocked(ctx context.Context, aud string) (*Token, error) {
-	// Whether there is a session at all (read again under the lock).
-	switch _, err := s.readSession(ctx); {
-	case errors.Is(err, errSessionDamaged):
-		// Not "not found": that answer makes the pull anonymous and hides the cause.
-		if tok, rec, _ := s.cached(ctx, aud); s.usable(tok, rec) {
-			return tok, nil
-		}
-		return nil, &FixableError{Cause: "your " + s.d.Settings.Audience + " session in the store is damaged (unreadable)", Fix: LoginCommand, Err: fmt.Errorf("%w: %w", ErrLoginRequired, errSessionDamaged)}
-	case errors.Is(err, keystore.ErrNotFound):
-		// No session: a token remembered from `store` is served until it stops being usable.
-		if tok, rec, _ := s.cached(ctx, aud); s.usable(tok, rec) {
-			return tok, nil
-		}
-		return nil, ErrNoCredential
-	case err != nil:
-		return nil, storeFixable(err)
-	}
-	lctx := ctx
-	if tok, rec, _ := s.cached(ctx, aud); s.usable(tok, rec) {
-		// A usable token is at hand: wait for another refresher only briefly, not the
-		// whole get deadline, then serve it.
-		var cancel context.CancelFunc
-		lctx, cancel = context.WithTimeout(ctx, usableRenewTimeout)
-		defer cancel()
-	}
-	unlock, err := lockStore(lctx, s.d, lockName("refresh", s.ih))
-	if err != nil {
-		// Another process may be stuck refreshing against a dead issuer; an unexpired
-		// token is still better than nothing.
-		if tok, rec, _ := s.cached(context.WithoutCancel(ctx), aud); s.usable(tok, rec) {
-			return tok, nil
-		}
-		if errors.Is(err, keystore.ErrLocked) || errors.Is(err, keystore.ErrUnavailable) {
-			return nil, storeFixable(err)
-		}
-		return nil, &FixableError{Cause: "timed out waiting for another docker-credential-cgr to refresh the session", Fix: "docker-credential-cgr doctor", Err: err}
-	}
-	defer unlock()
-
-	// Re-read: another process may have refreshed while we waited.
-	tok, rec, err := s.cached(ctx, aud)
-	if err != nil {
-		return nil, storeFixable(err)
-	}
-	if tok != nil && tok.Fresh(depClock(s.d).Now().Add(time.Duration(rec.SkewNS))) {
-		return tok, nil
-	}
-	sess, err := s.readSession(ctx)
-	if err != nil {
-		if errors.Is(err, keystore.ErrNotFound) {
-			return nil, ErrNoCredential // logged out meanwhile
-		}
-		return nil, storeFixable(err)
-	}
-
-	// A refresh spends the refresh token (the issuer rotates it). Spend it only if the store
-	// takes writes: on a full or read-only disk the new one could not be saved, the old one
-	// would be dead, and the session lost.
-	if sess.RefreshToken != "" {
-		if err := s.writeSession(ctx, sess); err != nil {
-			if s.usable(tok, rec) {
-				fmt.Fprintf(depStderr(s.d), "warning: not refreshing: the store cannot be written (%v); using the cached token (expires %s)\n", err, sessTime(tok.Expiry))
-				return tok, nil
-			}
-			if errors.Is(err, keystore.ErrLocked) {
-				return nil, storeFixable(err)
-			}
-			return nil, &FixableError{Cause: fmt.Sprintf("cannot refresh your %s session: the store cannot be written (%v); free space or make it writable, then retry", s.d.Settings.Audience, err), Err: err}
-		}
-	}
-
-	rctx := ctx
-	if s.usable(tok, rec) {
-		// A usable token is at hand: do not let a dead issuer hold the pull for long.
-		var cancel context.CancelFunc
-		rctx, cancel = context.WithTimeout(ctx, usableRenewTimeout)
-		defer cancel()
-	}
-	res, err := s.renew(rctx, sess, aud)
-	if err != nil {
-		if isTransient(err) && s.usable(tok, rec) {
-			fmt.Fprintf(depStderr(s.d), "warning: %v; using the cached token (expires %s)\n", err, sessTime(tok.Expiry))
-			return tok, nil
-		}
-		return nil, s.explain(err, sess, tok)
-	}
-	newTok, err := Parse(res.Token)
-	if err != nil {
-		return nil, fmt.Errorf("the issuer answered with an unreadable token: %w", err)
-	}
-	if skew, ok := s.sts.Skew(); ok {
-		sess.SkewNS = int64(skew)
-	}
-	if !newTok.Usable(depClock(s.d).Now().Add(sess.skew())) {
-		return nil, fmt.Errorf("the issuer answered with a token that expires at %s", sessTime(newTok.Expiry))
-	}
-	// The refresh token is rotated: the old one is dead now. Write the session (new refresh
-	// token) FIRST: a crash before the token write costs one more refresh, never the session.
-	if res.RefreshToken != "" {
-		sess.RefreshToken = res.RefreshToken
-		sess.RefreshExpiry = res.RefreshExpiry
-	}
-	if sess.Subject == "" {
-		sess.Subject = newTok.Subject
-	}
-	if sess.Email == "" {
-		sess.Email = newTok.Email
-	}
-	if sess.Tokens == nil {
-		sess.Tokens = map[string]time.Time{}
-	}
-	sess.Tokens[aud] = newTok.Expiry
-	if err := s.writeSession(ctx, sess); err != nil {
-		fmt.Fprintf(depStderr(s.d), "warning: could not save the refreshed session (%v); the next refresh may need `%s`\n", err, LoginCommand)
-	}
-	if err := writeTokenRecord(ctx, s.d.Store, tokenKey(s.ih, aud), newTok, sess.skew()); err != nil {
-		fmt.Fprintf(depStderr(s.d), "warning: could not cache the token: %v\n", err)
-	}
-	return newTok, nil
 }
 
 // renew gets a new token for aud: by the refresh token for a user session, by a new
@@ -414,11 +449,11 @@ func isTransient(err error) bool {
 	var se *STSError
 	if errors.As(err, &se) {
 		switch se.Code {
-		case codeUnavailable, codeInternal, codeDeadlineExceeded:
+		case CodeUnavailable, CodeInternal, CodeDeadlineExceeded:
 			return true
 		}
 	}
-	return errors.Is(err, context.DeadlineExceeded)
+	return errors.Is(err, errTransient) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // explain turns a renewal failure into the one line the user sees.
@@ -445,29 +480,19 @@ func (s *Session) explain(err error, sess *sessionRecord, cached *Token) error {
 		return err
 	}
 	if isTransient(err) {
-		cause := err.Error()
-		var ue *UnreachableError
-		if !errors.As(err, &ue) {
-			cause = fmt.Sprintf("cannot reach %s: %v", issuer, err)
-		}
-		if cached != nil {
-			cause += "; cached token expired at " + sessTime(cached.Expiry)
-		} else {
-			cause += "; no cached token"
-		}
-		return &FixableError{Cause: cause, Fix: "docker-credential-cgr doctor", Err: err}
+		return unreachable(err, cached)
 	}
 	var se *STSError
 	if errors.As(err, &se) {
 		msg := se.Message
 		switch {
-		case se.Code == codeNotFound:
+		case se.Code == CodeNotFound:
 			return login(fmt.Sprintf("%s is not usable: identity not found at %s (deleted or not registered)", what, issuer))
 		case strings.Contains(strings.ToLower(msg), "expire"):
 			return login(fmt.Sprintf("%s expired (%s: %s)", what, issuer, msg))
-		case se.Code == codeUnauthenticated:
+		case se.Code == CodeUnauthenticated:
 			return login(fmt.Sprintf("%s was revoked or rejected by %s (%s)", what, issuer, sessOr(msg, "unauthenticated")))
-		case se.Code == codePermissionDenied:
+		case se.Code == CodePermissionDenied:
 			return login(fmt.Sprintf("%s was refused by %s (%s)", what, issuer, sessOr(msg, "permission denied")))
 		default:
 			return login(fmt.Sprintf("%s could not be refreshed: %v", what, se))
@@ -481,17 +506,6 @@ func sessOr(s, def string) string {
 		return def
 	}
 	return s
-}
-
-// storeError turns a store failure into the one line the user sees.
-func storeFixable(err error) error {
-	switch {
-	case errors.Is(err, keystore.ErrLocked):
-		return &FixableError{Cause: "the keychain holding your cgr.dev credentials is locked: unlock it, or use the file store", Fix: "CGR_STORE=file " + LoginCommand, Err: err}
-	case errors.Is(err, keystore.ErrUnavailable):
-		return &FixableError{Cause: err.Error(), Fix: "docker-credential-cgr doctor", Err: err}
-	}
-	return err
 }
 
 func (s *Session) writeSession(ctx context.Context, rec *sessionRecord) error {
@@ -517,6 +531,8 @@ func (s *Session) Exists(ctx context.Context) (bool, error) {
 	switch {
 	case err == nil:
 		return true, nil
+	case errors.Is(err, errSessionDamaged):
+		return true, nil // something is stored there; get says it is damaged
 	case errors.Is(err, keystore.ErrNotFound):
 		return false, nil
 	default:
@@ -524,13 +540,16 @@ func (s *Session) Exists(ctx context.Context) (bool, error) {
 	}
 }
 
-// Info describes the stored session (store only); ErrNoCredential when there is none.
+// Info describes the stored session (store only); ErrNoCredential when there is none, and the
+// *FixableError get answers with when the stored session is damaged.
 func (s *Session) Info(ctx context.Context) (*SessionInfo, error) {
 	sess, err := s.readSession(ctx)
-	if errors.Is(err, keystore.ErrNotFound) {
+	switch {
+	case errors.Is(err, keystore.ErrNotFound):
 		return nil, ErrNoCredential
-	}
-	if err != nil {
+	case errors.Is(err, errSessionDamaged):
+		return nil, s.damaged()
+	case err != nil:
 		return nil, storeFixable(err)
 	}
 	info := &SessionInfo{
@@ -576,7 +595,7 @@ func (s *Session) Logout(ctx context.Context) error {
 		defer unlock()
 	}
 	sess, err := s.readSession(ctx)
-	if err != nil && !errors.Is(err, keystore.ErrNotFound) {
+	if err != nil && !errors.Is(err, keystore.ErrNotFound) && !errors.Is(err, errSessionDamaged) {
 		return storeFixable(err)
 	}
 	var errs []error
@@ -611,7 +630,7 @@ func (s *Session) Remember(ctx context.Context, raw string) error {
 	switch {
 	case err == nil:
 		skew = sess.skew()
-	case !errors.Is(err, keystore.ErrNotFound):
+	case !errors.Is(err, keystore.ErrNotFound) && !errors.Is(err, errSessionDamaged):
 		return storeFixable(err)
 	}
 	if !tok.Usable(depClock(s.d).Now().Add(skew)) {

@@ -21,15 +21,15 @@ import (
 // The STS speaks the REST gateway of a gRPC service (PROTOCOL.md section 5): form bodies in,
 // JSON out, gRPC status codes in error bodies.
 
-// gRPC status codes the helper tells apart.
+// gRPC status codes the helper tells apart (an STSError's or APIError's Code).
 const (
-	codeInvalidArgument  = 3
-	codeDeadlineExceeded = 4
-	codeNotFound         = 5
-	codePermissionDenied = 7
-	codeInternal         = 13
-	codeUnavailable      = 14
-	codeUnauthenticated  = 16
+	CodeInvalidArgument  = 3
+	CodeDeadlineExceeded = 4
+	CodeNotFound         = 5
+	CodePermissionDenied = 7
+	CodeInternal         = 13
+	CodeUnavailable      = 14
+	CodeUnauthenticated  = 16
 )
 
 const (
@@ -54,6 +54,8 @@ func (e *STSError) Error() string {
 	}
 	return fmt.Sprintf("issuer answered %d (code %d): %s", e.Status, e.Code, msg)
 }
+
+const refreshPath = "/sts/exchange_refresh_token"
 
 // STSResult is a successful exchange or refresh.
 type STSResult struct {
@@ -96,38 +98,53 @@ func (c *STS) Exchange(ctx context.Context, subjectToken string, aud []string, i
 	if identity != "" {
 		form.Set("identity", identity)
 	}
-	return c.do(ctx, "/sts/exchange", subjectToken, form, func(code int) bool { return code == codeUnavailable })
+	return c.do(ctx, "/sts/exchange", subjectToken, form, func(code int) bool { return code == CodeUnavailable })
 }
 
 // Refresh trades a refresh token for a Chainguard token for aud and a new (rotated) refresh token.
 func (c *STS) Refresh(ctx context.Context, refreshToken string, aud []string) (*STSResult, error) {
 	form := url.Values{"aud": aud}
-	return c.do(ctx, "/sts/exchange_refresh_token", refreshToken, form, func(code int) bool {
-		return code == codeUnavailable || code == codeInternal || code == codeDeadlineExceeded
+	return c.do(ctx, refreshPath, refreshToken, form, func(code int) bool {
+		return code == CodeUnavailable || code == CodeInternal || code == CodeDeadlineExceeded
 	})
 }
 
 func (c *STS) do(ctx context.Context, path, bearer string, form url.Values, retryable func(int) bool) (*STSResult, error) {
-	var err error
-	for attempt := 1; ; attempt++ {
-		var res *STSResult
-		res, err = c.once(ctx, path, bearer, form)
-		if err == nil {
-			return res, nil
-		}
+	var res *STSResult
+	err := retry(ctx, c.rand, stsAttempts, func(err error) bool {
 		var se *STSError
-		if attempt >= stsAttempts || !errors.As(err, &se) || !retryable(se.Code) {
-			return nil, err
+		return errors.As(err, &se) && retryable(se.Code)
+	}, func() error {
+		var err error
+		res, err = c.once(ctx, path, bearer, form)
+		return err
+	})
+	return res, err
+}
+
+// retry runs f up to attempts times while retryable says its error may pass, waiting a jitter
+// of 100-200 ms between tries (as Chainguard's SDK does: sts/sts.go), never past ctx. It is
+// the one retry loop of the STS and platform API clients.
+func retry(ctx context.Context, rnd io.Reader, attempts int, retryable func(error) bool, f func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := f()
+		if err == nil || attempt >= attempts || !retryable(err) {
+			return err
 		}
-		if werr := stsSleep(ctx, stsJitter(c.rand)); werr != nil {
-			return nil, err
+		if werr := stsSleep(ctx, stsJitter(rnd)); werr != nil {
+			return err
 		}
 	}
 }
 
 func (c *STS) once(ctx context.Context, path, bearer string, form url.Values) (*STSResult, error) {
-	ctx, cancel := context.WithTimeout(ctx, stsAttemptTimeout)
-	defer cancel()
+	if path != refreshPath {
+		// A refresh is bounded by its job alone: abandoned while the issuer works on it, the
+		// rotated refresh token would be lost with its answer.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, stsAttemptTimeout)
+		defer cancel()
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.issuer+path, strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, fmt.Errorf("STS request: %w", err)
@@ -164,6 +181,32 @@ func (c *STS) learnSkew(resp *http.Response, start time.Time) {
 		c.skew, c.learned = s, true
 		c.mu.Unlock()
 	}
+}
+
+// ErrNoDate: the issuer's answer carried no Date header to learn its clock from.
+var ErrNoDate = errors.New("no Date header")
+
+// MeasureSkew asks the issuer's discovery document once and returns the issuer's clock minus
+// ours, learned as every answer of the issuer teaches it (skewFrom). hc nil: a plain client.
+func MeasureSkew(ctx context.Context, issuer string, hc *http.Client) (time.Duration, error) {
+	if hc == nil {
+		hc = &http.Client{Timeout: stsAttemptTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(issuer, "/")+"/.well-known/openid-configuration", nil)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, scrubURLError(err)
+	}
+	resp.Body.Close()
+	skew, ok := skewFrom(resp, start, time.Now())
+	if !ok {
+		return 0, ErrNoDate
+	}
+	return skew, nil
 }
 
 func skewFrom(resp *http.Response, start, end time.Time) (time.Duration, bool) {
@@ -230,20 +273,20 @@ func parseSTSError(status int, body []byte) *STSError {
 func codeFromStatus(status int) int {
 	switch status {
 	case http.StatusBadRequest:
-		return codeInvalidArgument
+		return CodeInvalidArgument
 	case http.StatusUnauthorized:
-		return codeUnauthenticated
+		return CodeUnauthenticated
 	case http.StatusForbidden:
-		return codePermissionDenied
+		return CodePermissionDenied
 	case http.StatusNotFound:
-		return codeNotFound
+		return CodeNotFound
 	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusTooManyRequests:
-		return codeUnavailable
+		return CodeUnavailable
 	case http.StatusGatewayTimeout:
-		return codeDeadlineExceeded
+		return CodeDeadlineExceeded
 	default:
 		if status >= 500 {
-			return codeInternal
+			return CodeInternal
 		}
 		return 2 // Unknown
 	}

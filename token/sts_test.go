@@ -121,12 +121,12 @@ func TestParseSTSError(t *testing.T) {
 		wantCode int
 		wantMsg  string
 	}{
-		{404, `{"code":5,"message":"identity not found","details":[]}`, codeNotFound, "identity not found"},
-		{401, `{"code":16,"message":"refresh token revoked"}`, codeUnauthenticated, "refresh token revoked"},
-		{503, `upstream connect error`, codeUnavailable, ""},
-		{500, ``, codeInternal, ""},
-		{504, `{}`, codeDeadlineExceeded, ""},
-		{403, `{"code":7,"message":"mismatch\nwith newline"}`, codePermissionDenied, "mismatch with newline"},
+		{404, `{"code":5,"message":"identity not found","details":[]}`, CodeNotFound, "identity not found"},
+		{401, `{"code":16,"message":"refresh token revoked"}`, CodeUnauthenticated, "refresh token revoked"},
+		{503, `upstream connect error`, CodeUnavailable, ""},
+		{500, ``, CodeInternal, ""},
+		{504, `{}`, CodeDeadlineExceeded, ""},
+		{403, `{"code":7,"message":"mismatch\nwith newline"}`, CodePermissionDenied, "mismatch with newline"},
 	}
 	for _, tt := range tests {
 		e := parseSTSError(tt.status, []byte(tt.body))
@@ -192,11 +192,11 @@ func TestSTSRequestsAndRetries(t *testing.T) {
 	}{
 		{name: "exchange ok", answers: []string{"200 " + good}, wantCalls: 1},
 		{name: "exchange retries 14", answers: []string{`503 {"code":14,"message":"try later"}`, `503 {"code":14}`, "200 " + good}, wantCalls: 3},
-		{name: "exchange gives up after 3", answers: []string{`503 {"code":14}`, `503 {"code":14}`, `503 {"code":14}`, "200 " + good}, wantCalls: 3, wantErr: codeUnavailable},
-		{name: "exchange does not retry 13", answers: []string{`500 {"code":13}`, "200 " + good}, wantCalls: 1, wantErr: codeInternal},
+		{name: "exchange gives up after 3", answers: []string{`503 {"code":14}`, `503 {"code":14}`, `503 {"code":14}`, "200 " + good}, wantCalls: 3, wantErr: CodeUnavailable},
+		{name: "exchange does not retry 13", answers: []string{`500 {"code":13}`, "200 " + good}, wantCalls: 1, wantErr: CodeInternal},
 		{name: "refresh retries 13 and 4", refresh: true, answers: []string{`500 {"code":13}`, `504 {"code":4}`, "200 " + good}, wantCalls: 3},
-		{name: "refresh does not retry 16", refresh: true, answers: []string{`401 {"code":16,"message":"revoked"}`, "200 " + good}, wantCalls: 1, wantErr: codeUnauthenticated},
-		{name: "exchange does not retry 5", answers: []string{`404 {"code":5,"message":"identity not found"}`}, wantCalls: 1, wantErr: codeNotFound},
+		{name: "refresh does not retry 16", refresh: true, answers: []string{`401 {"code":16,"message":"revoked"}`, "200 " + good}, wantCalls: 1, wantErr: CodeUnauthenticated},
+		{name: "exchange does not retry 5", answers: []string{`404 {"code":5,"message":"identity not found"}`}, wantCalls: 1, wantErr: CodeNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -37,8 +37,11 @@ type Deps struct {
 	// OpenBrowser opens a URL for the user ($BROWSER, else the OS opener). Injected so tests
 	// use a fake browser that follows the issuer's redirects.
 	OpenBrowser func(ctx context.Context, url string) error
-	// Interactive: stderr is a terminal and this is not CI, so `get` may start a login.
-	Interactive bool
+	// Runner runs the jobs that must outlive their caller (refreshes, renewals); nil: in this
+	// process. main sets Exec, a child process of its own.
+	Runner Runner
+	// Environ is the environment of programs the helper runs (chainctl); nil: this process's.
+	Environ []string
 }
 
 // ErrNoCredential means nothing is configured for this source (never logged in, no pull
@@ -126,8 +129,13 @@ func (t *Token) Lifetime() time.Duration {
 	return t.Expiry.Sub(t.IssuedAt)
 }
 
+// freshMargin is the least a served token must have left: BuildKit (docker build, buildx)
+// keeps a helper's answer for 10 minutes and uses it for every registry token it needs in
+// that time (CONTRACT 1.2), so a token served with less would die in the middle of a build.
+const freshMargin = 15 * time.Minute
+
 // Fresh reports whether a cached Chainguard token may still be served at now (the issuer's
-// clock): more than min(5 minutes, a quarter of its lifetime) must remain.
+// clock): more than min(15 minutes, half of its lifetime) must remain.
 func (t *Token) Fresh(now time.Time) bool {
 	// Issued "in the future": the local clock jumped back since the skew was learned (a
 	// resumed laptop or VM, an NTP step). Refresh, which learns the clock again, rather
@@ -135,11 +143,17 @@ func (t *Token) Fresh(now time.Time) bool {
 	if !t.IssuedAt.IsZero() && t.IssuedAt.Sub(now) > time.Minute {
 		return false
 	}
-	margin := 5 * time.Minute
-	if l := t.Lifetime(); l > 0 && l/4 < margin {
-		margin = l / 4
+	return t.Expiry.Sub(now) > t.FreshFor()
+}
+
+// FreshFor is how much life a token must have left to be served from the cache:
+// min(15 minutes, half of its lifetime).
+func (t *Token) FreshFor() time.Duration {
+	margin := freshMargin
+	if l := t.Lifetime(); l > 0 && l/2 < margin {
+		margin = l / 2
 	}
-	return t.Expiry.Sub(now) > margin
+	return margin
 }
 
 // Usable reports whether a token may still be handed out at now (the issuer's clock) when a

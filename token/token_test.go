@@ -20,14 +20,16 @@ func TestFresh(t *testing.T) {
 		want bool
 	}{
 		{"just issued", hour, iat, true},
-		{"more than 5 min left", hour, iat.Add(54 * time.Minute), true},
-		{"5 min left: refresh", hour, iat.Add(55 * time.Minute), false},
+		{"more than 15 min left", hour, iat.Add(44 * time.Minute), true},
+		{"15 min left: refresh (BuildKit keeps an answer 10 min)", hour, iat.Add(45 * time.Minute), false},
+		{"6 min left: refresh (served under the old 5-minute rule)", hour, iat.Add(54 * time.Minute), false},
 		{"expired", hour, iat.Add(2 * time.Hour), false},
-		{"short-lived: more than a quarter left", short, iat.Add(5 * time.Second), true},
-		{"short-lived: a quarter left", short, iat.Add(6 * time.Second), false},
+		{"short-lived: more than half left", short, iat.Add(3 * time.Second), true},
+		{"short-lived: half left", short, iat.Add(4 * time.Second), false},
 		{"clock jumped back 2 h: issued in the future", hour, iat.Add(-2 * time.Hour), false},
 		{"issued a few seconds ahead (skew noise)", hour, iat.Add(-30 * time.Second), true},
-		{"no iat: 5 min margin", noIat, iat.Add(54 * time.Minute), true},
+		{"no iat: 15 min margin", noIat, iat.Add(44 * time.Minute), true},
+		{"no iat: 15 min margin, less left", noIat, iat.Add(46 * time.Minute), false},
 	} {
 		if got := c.tok.Fresh(c.now); got != c.want {
 			t.Errorf("%s: Fresh = %v, want %v", c.name, got, c.want)

@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/cgrtools/docker-credential-cgr/keystore"
 )
@@ -40,7 +39,10 @@ func workloadKey(ih, identity, aud string) string {
 
 // Token returns a Chainguard token for aud ("" means Settings.Audience) as the workload
 // identity: the cached one while fresh, else a new exchange (single-flight under the
-// cross-process lock). The store is an optimisation here: without one, every call exchanges.
+// cross-process lock). A cached token that is not fresh but still usable is served when the
+// exchange cannot finish within staleWait or failed against a failing issuer a moment ago. The
+// store is an optimisation here: without one, every call exchanges. Nothing is spent by an
+// exchange (the OIDC token is read again each time), so it runs in this process.
 func (w *Workload) Token(ctx context.Context, aud string) (*Token, error) {
 	if aud == "" {
 		aud = w.d.Settings.Audience
@@ -51,17 +53,44 @@ func (w *Workload) Token(ctx context.Context, aud string) (*Token, error) {
 		defer cancel()
 	}
 	key := workloadKey(w.ih, w.d.Settings.Identity, aud)
-	if tok := w.cached(ctx, key); tok != nil {
+	tok := w.cached(ctx, key)
+	if tok != nil && tok.Fresh(tok.IssuerNow(depClock(w.d).Now())) {
 		return tok, nil
 	}
+	usable := tok != nil && tok.Usable(tok.IssuerNow(depClock(w.d).Now()))
+	lock := lockName("workload", w.ih)
 	if w.d.Store != nil {
-		if unlock, err := lockStore(ctx, w.d, lockName("workload", w.ih)); err == nil {
-			defer unlock()
-			if tok := w.cached(ctx, key); tok != nil {
+		if usable {
+			if _, failed := recentFailure(w.d, lock); failed {
 				return tok, nil
 			}
+			h, ok, err := keystore.TryAcquire(w.d.Settings.StoreDir, lock)
+			if err != nil || !ok {
+				return tok, nil // another process is exchanging; this one is still good
+			}
+			defer h.Release()
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, staleWait)
+			defer cancel()
+		} else if unlock, err := lockStore(ctx, w.d, lock); err == nil {
+			defer unlock()
+		}
+		if again := w.cached(ctx, key); again != nil && again.Fresh(again.IssuerNow(depClock(w.d).Now())) {
+			return again, nil
 		}
 	}
+	fresh, err := w.exchange(ctx, key, aud)
+	if w.d.Store != nil {
+		noteFailure(w.d, lock, err)
+	}
+	if err != nil && usable && isTransient(err) {
+		return tok, nil
+	}
+	return fresh, err
+}
+
+// exchange trades the identity's OIDC token for a token for aud and caches it.
+func (w *Workload) exchange(ctx context.Context, key, aud string) (*Token, error) {
 	subject, err := identityToken(ctx, w.d, w.d.Settings.IdentityToken, "", w.d.Settings.ActionsTokenURL != "")
 	if err != nil {
 		return nil, err
@@ -91,14 +120,11 @@ func (w *Workload) cached(ctx context.Context, key string) *Token {
 	if w.d.Store == nil {
 		return nil
 	}
-	tok, rec, err := readTokenRecord(ctx, w.d.Store, key)
-	if err != nil || tok == nil {
+	tok, _, err := readTokenRecord(ctx, w.d.Store, key)
+	if err != nil {
 		return nil
 	}
-	if tok.Fresh(depClock(w.d).Now().Add(time.Duration(rec.SkewNS))) {
-		return tok
-	}
-	return nil
+	return tok
 }
 
 func (w *Workload) explain(err error, subject string) error {
@@ -107,11 +133,11 @@ func (w *Workload) explain(err error, subject string) error {
 	var se *STSError
 	if errors.As(err, &se) {
 		switch {
-		case se.Code == codeNotFound:
+		case se.Code == CodeNotFound:
 			return &FixableError{Cause: fmt.Sprintf("identity %s (CGR_IDENTITY) not found at %s: it was deleted or never created; set CGR_IDENTITY to an existing assumable identity", id, issuer), Err: err}
-		case se.Code == codePermissionDenied:
+		case se.Code == CodePermissionDenied:
 			return &FixableError{Cause: fmt.Sprintf("identity %s (CGR_IDENTITY) refused the workload token: its claims (%s) do not match the identity's issuer/subject/audience", id, claimsOf(subject)), Err: err}
-		case se.Code == codeUnauthenticated:
+		case se.Code == CodeUnauthenticated:
 			return &FixableError{Cause: fmt.Sprintf("%s rejected the workload token for identity %s (CGR_IDENTITY): %s", issuer, id, sessOr(se.Message, "unauthenticated")), Err: err}
 		}
 	}

@@ -51,22 +51,22 @@ Exit status 1 when anything failed.`,
 				}
 				exe, _ := os.Executable()
 				env := doctor.Env{Settings: a.Settings, Getenv: a.Getenv, Executable: exe, ConfigFile: configFile(a)}
-				// The token checks (session, pull tokens, workload identity, clock, image org)
-				// and the --image check share one opening of the store, which never starts a
-				// login, one listing of the orgs, and one probe of the image.
-				ts := &tokenState{a: a}
+				// The credential checks (the chain's sources, clock, image org) and the --image
+				// check share one opening of the store, which never starts a login, one listing
+				// of the orgs, and one probe of the image.
+				creds := &doctor.CredentialChecks{Settings: a.Settings, Deps: a.Deps}
 				if image != "" {
-					ts.probe = doctor.NewImageProbe(doctor.ImageOptions{
+					creds.Probe = doctor.NewImageProbe(doctor.ImageOptions{
 						Ref:         image,
 						Hosts:       a.Settings.Registries,
 						Credentials: helperCredentials(a, exe),
 						HTTP:        &http.Client{Timeout: 20 * time.Second},
-						OrgName:     ts.orgName,
+						OrgName:     creds.OrgName,
 					})
 				}
-				checks := append(doctor.Standard(env), ts.checks(image)...)
-				if ts.probe != nil {
-					checks = append(checks, ts.probe.Check())
+				checks := append(doctor.Standard(env), creds.Checks(image)...)
+				if creds.Probe != nil {
+					checks = append(checks, creds.Probe.Check())
 				}
 				ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
 				defer cancel()

@@ -23,7 +23,7 @@ func TestDoctorOrgName(t *testing.T) {
 	e := newPTEnv(t)
 	org := e.emu.Org()
 	browsed := 0
-	newState := func() *tokenState {
+	newState := func() *doctor.CredentialChecks {
 		getenv := func(k string) string { return e.env[k] }
 		s, err := config.Load(getenv, config.Flags{})
 		if err != nil {
@@ -32,36 +32,34 @@ func TestDoctorOrgName(t *testing.T) {
 		a := &App{Getenv: getenv, Stderr: io.Discard, Settings: s}
 		a.NewDeps = func(ctx context.Context, s config.Settings) (token.Deps, error) {
 			d, err := e.newDeps(&bytes.Buffer{})(ctx, s)
-			// As `get` on a terminal would be: free to start a browser login.
-			d.Interactive = true
 			d.OpenBrowser = func(context.Context, string) error {
 				browsed++
 				return errors.New("doctor opened a browser")
 			}
 			return d, err
 		}
-		return &tokenState{a: a}
+		return &doctor.CredentialChecks{Settings: s, Deps: a.Deps}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	if n := newState().orgName(ctx, org.ID); n != "" {
+	if n := newState().OrgName(ctx, org.ID); n != "" {
 		t.Errorf("not logged in: org named %q", n)
 	}
 
 	e.login()
 	s := newState()
-	if n := s.orgName(ctx, org.ID); n != org.Name {
+	if n := s.OrgName(ctx, org.ID); n != org.Name {
 		t.Errorf("logged in: org %s named %q, want %q", org.ID, n, org.Name)
 	}
-	if n := s.orgName(ctx, "0123456789012345678901234567890123456789"); n != "" {
+	if n := s.OrgName(ctx, "0123456789012345678901234567890123456789"); n != "" {
 		t.Errorf("an org the login is not in: named %q", n)
 	}
 
 	// A session that needs a new login: no name, and no login started.
 	e.emu.RevokeRefreshTokens()
 	e.emu.Clock().Advance(48 * time.Hour)
-	if n := newState().orgName(ctx, org.ID); n != "" {
+	if n := newState().OrgName(ctx, org.ID); n != "" {
 		t.Errorf("expired session: org named %q", n)
 	}
 	if browsed != 0 {

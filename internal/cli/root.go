@@ -10,10 +10,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -143,24 +143,29 @@ func isCobraUsage(err error) bool {
 }
 
 // DefaultNewDeps opens the configured store and builds the real dependencies.
-func DefaultNewDeps(stderr io.Writer, getenv func(string) string, interactive bool) func(context.Context, config.Settings) (token.Deps, error) {
+func DefaultNewDeps(stderr io.Writer, getenv func(string) string) func(context.Context, config.Settings) (token.Deps, error) {
 	return func(ctx context.Context, s config.Settings) (token.Deps, error) {
 		st, err := keystore.Open(ctx, keystore.Options{Backend: s.Store, Dir: s.StoreDir, Notice: stderr, Getenv: getenv})
 		if err != nil {
 			return token.Deps{}, err
 		}
 		return token.Deps{
-			Settings:    s,
-			Store:       st,
-			HTTP:        &http.Client{Timeout: 20 * time.Second},
+			Settings: s,
+			Store:    st,
+			// Token endpoints follow no redirect: a refresh token is never replayed to another
+			// URL, nor over plain http (CONTRACT 3a). Every request has a context deadline of
+			// its call (and a refresh only that of its job).
+			HTTP:        &http.Client{CheckRedirect: noRedirect},
 			Clock:       token.SystemClock{},
 			Stderr:      stderr,
 			Rand:        rand.Reader,
 			OpenBrowser: token.BrowserOpener(s.Browser, stderr),
-			Interactive: interactive && s.AutoLogin && !s.CI,
+			Environ:     os.Environ(),
 		}, nil
 	}
 }
+
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // outputFlags adds --json and -o/--output (text or json) to a command whose output is data,
 // and returns what was asked for: true for JSON, or a usage error for another format.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cgrtools/docker-credential-cgr/internal/doctor"
 	"github.com/cgrtools/docker-credential-cgr/token"
 )
 
@@ -148,7 +149,7 @@ func printStatus(w io.Writer, r statusReport, now time.Time) {
 			fmt.Fprintf(tw, "Org:\t%s\n", r.Org)
 		}
 		if r.RefreshExpiry != nil {
-			fmt.Fprintf(tw, "Session expires:\t%s\n", when(*r.RefreshExpiry, now.Add(r.skew)))
+			fmt.Fprintf(tw, "Session expires:\t%s\n", doctor.When(*r.RefreshExpiry, now.Add(r.skew)))
 		} else if r.Kind == "identity" {
 			fmt.Fprintf(tw, "Session expires:\tnever (renewed by exchanging the identity token)\n")
 		} else {
@@ -162,7 +163,7 @@ func printStatus(w io.Writer, r statusReport, now time.Time) {
 			if i == 0 {
 				label = "Cached tokens:"
 			}
-			fmt.Fprintf(tw, "%s\t%s, expires %s\n", label, t.Audience, when(t.Expiry, now.Add(t.skew)))
+			fmt.Fprintf(tw, "%s\t%s, expires %s\n", label, t.Audience, doctor.When(t.Expiry, now.Add(t.skew)))
 		}
 	}
 	if r.WorkloadIdentity != "" {
@@ -180,29 +181,6 @@ func printStatus(w io.Writer, r statusReport, now time.Time) {
 		if p.Name != "" {
 			extra = append(extra, "name "+p.Name)
 		}
-		fmt.Fprintf(tw, "%s\t%s, expires %s (%s)\n", label, p.Host, when(p.Expiry, now.Add(p.skew)), strings.Join(extra, ", "))
-	}
-}
-
-// when says when t is, relative to now: "2026-11-26 21:00 UTC (in 59m)".
-func when(t, now time.Time) string {
-	abs := t.UTC().Format("2006-01-02 15:04 UTC")
-	d := t.Sub(now)
-	if d <= 0 {
-		return fmt.Sprintf("%s (EXPIRED %s ago)", abs, roughDuration(-d))
-	}
-	return fmt.Sprintf("%s (in %s)", abs, roughDuration(d))
-}
-
-func roughDuration(d time.Duration) string {
-	switch {
-	case d >= 48*time.Hour:
-		return fmt.Sprintf("%dd", int(d.Hours()/24))
-	case d >= 2*time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
-	case d >= time.Minute:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	default:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
+		fmt.Fprintf(tw, "%s\t%s, expires %s (%s)\n", label, p.Host, doctor.When(p.Expiry, now.Add(p.skew)), strings.Join(extra, ", "))
 	}
 }

@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/config"
 )
 
 // DefaultSecurePath is sudo's usual secure_path when /etc/sudoers cannot be read or sets none.
@@ -15,28 +16,7 @@ const DefaultSecurePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 
 // LookPath finds name in the directories of pathList (a PATH value) the way a shell would;
 // unlike exec.LookPath it takes the PATH to search, so root's secure_path can be checked.
-func LookPath(name, pathList string) (string, bool) {
-	exts := []string{""}
-	if runtime.GOOS == "windows" {
-		exts = []string{".exe", ".bat", ".cmd", ""}
-	}
-	for _, dir := range filepath.SplitList(pathList) {
-		if dir == "" {
-			continue
-		}
-		for _, ext := range exts {
-			p := filepath.Join(dir, name+ext)
-			fi, err := os.Stat(p)
-			if err != nil || fi.IsDir() {
-				continue
-			}
-			if runtime.GOOS == "windows" || fi.Mode().Perm()&0o111 != 0 {
-				return p, true
-			}
-		}
-	}
-	return "", false
-}
+func LookPath(name, pathList string) (string, bool) { return config.LookPath(name, pathList) }
 
 // SecurePath reads `Defaults secure_path=...` from the sudoers file and the files of its
 // @includedir/#includedir directories (the last setting wins, as in sudo). Parsing `sudo -l`

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -45,6 +46,11 @@ type Settings struct {
 	CI        bool   // running under CI (CI=true or GITHUB_ACTIONS=true)
 
 	ConfigFile string // the config file that was read ("" when none)
+
+	// Path is the PATH programs are looked up on (chainctl), and CacheDir the user's cache
+	// directory ($XDG_CACHE_HOME, else ~/.cache), where chainctl keeps its login.
+	Path     string
+	CacheDir string
 }
 
 // File is what config.yaml may set. Every key is optional; keys are matched without regard
@@ -223,6 +229,8 @@ func Load(getenv Getenv, flags Flags) (Settings, error) {
 	}
 	s.Browser = pick("", "BROWSER", file.Browser, "")
 	s.CI = truthy(getenv("CI")) || truthy(getenv("GITHUB_ACTIONS"))
+	s.Path = getenv("PATH")
+	s.CacheDir = UserCacheDir(getenv)
 	return s, nil
 }
 
@@ -295,6 +303,18 @@ func UserConfigDir(getenv Getenv) string {
 	return filepath.Join(home(getenv), ".config")
 }
 
+// UserCacheDir is $XDG_CACHE_HOME, else $HOME/.cache (on macOS ~/Library/Caches), where
+// chainctl keeps its tokens (PROTOCOL.md section 8).
+func UserCacheDir(getenv Getenv) string {
+	if runtime.GOOS == "darwin" {
+		return filepath.Join(home(getenv), "Library", "Caches")
+	}
+	if d := getenv("XDG_CACHE_HOME"); d != "" {
+		return d
+	}
+	return filepath.Join(home(getenv), ".cache")
+}
+
 // UserDataDir is $XDG_DATA_HOME, else $HOME/.local/share.
 func UserDataDir(getenv Getenv) string {
 	if d := getenv("XDG_DATA_HOME"); d != "" {
@@ -314,4 +334,30 @@ func home(getenv Getenv) string {
 		return u.HomeDir
 	}
 	return "/"
+}
+
+// LookPath finds an executable named name in the directories of pathList (a PATH value), as
+// exec.LookPath does with the process's own PATH: the helper looks things up on the PATH of
+// the settings it was given (under sudo, the invoking user's).
+func LookPath(name, pathList string) (string, bool) {
+	exts := []string{""}
+	if runtime.GOOS == "windows" {
+		exts = []string{".exe", ".bat", ".cmd", ""}
+	}
+	for _, dir := range filepath.SplitList(pathList) {
+		if dir == "" {
+			continue
+		}
+		for _, ext := range exts {
+			p := filepath.Join(dir, name+ext)
+			fi, err := os.Stat(p)
+			if err != nil || fi.IsDir() {
+				continue
+			}
+			if runtime.GOOS == "windows" || fi.Mode().Perm()&0o111 != 0 {
+				return p, true
+			}
+		}
+	}
+	return "", false
 }

@@ -138,6 +138,16 @@ type Emulator struct {
 	counts         map[string]int
 	fault          Fault
 	held           map[net.Conn]bool
+	onRefresh      func()
+}
+
+// OnRefresh sets f to run at the worst moment of every refresh: after the issuer has spent the
+// old refresh token and minted the new one, before it sends the answer (f == nil: nothing).
+// Tests kill the helper there.
+func (e *Emulator) OnRefresh(f func()) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.onRefresh = f
 }
 
 // Start generates keys, opens the three listeners, creates the default org

@@ -523,6 +523,12 @@ func (e *Emulator) handleRefresh(w http.ResponseWriter, r *http.Request) {
 	}
 	tok, exp := e.mintToken(st.sub, aud)
 	nrt, rexp := e.mintRefresh(st.sub, aud)
+	e.mu.Lock()
+	hook := e.onRefresh
+	e.mu.Unlock()
+	if hook != nil {
+		hook() // the old refresh token is spent and the new one minted: the worst moment to die
+	}
 	writeJSON(w, http.StatusOK, map[string]stsToken{
 		"token":        {Token: tok, Expiry: rfc3339(exp)},
 		"refreshToken": {Token: nrt, Expiry: rfc3339(rexp)},
