@@ -267,11 +267,15 @@ func (p *PullTokens) canRenew(ctx context.Context, r *pullRecord) error {
 	if r.Issuer != "" && r.Issuer != p.d.Settings.Issuer {
 		return ErrNoCredential // created by another issuer: this session cannot replace it
 	}
-	ok, err := p.s.Exists(ctx)
-	if err != nil {
+	// A session that can mint an API token: present, readable, and not past its refresh
+	// token's expiry (store only).
+	info, err := p.s.Info(ctx)
+	switch {
+	case errors.Is(err, ErrNoCredential), errors.Is(err, ErrLoginRequired):
+		return ErrNoCredential
+	case err != nil:
 		return err
-	}
-	if !ok {
+	case info.Kind == "user" && !info.RefreshExpiry.IsZero() && !info.RefreshExpiry.After(info.IssuerNow(p.now())):
 		return ErrNoCredential
 	}
 	return nil

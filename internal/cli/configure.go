@@ -21,14 +21,13 @@ type configureReport struct {
 	Helper   []clientconfig.Reach   `json:"helper"`
 }
 
-func init() {
-	register("configure", func(a *App) *cobra.Command {
-		var docker, containers, helm, remove, dryRun, fix bool
-		var wantJSON func() (bool, error)
-		cmd := &cobra.Command{
-			Use:   "configure [--docker] [--containers] [--helm] [--remove] [--dry-run] [--fix-shadowing]",
-			Short: "Wire Docker, containers (podman, skopeo, buildah) and helm to this helper",
-			Long: `Write a credHelpers entry {"<host>": "cgr"} for every served registry host into:
+func configureCmd(a *App) *cobra.Command {
+	var docker, containers, helm, remove, dryRun, fix bool
+	var wantJSON func() (bool, error)
+	cmd := &cobra.Command{
+		Use:   "configure [--docker] [--containers] [--helm] [--remove] [--dry-run] [--fix-shadowing]",
+		Short: "Wire Docker, containers (podman, skopeo, buildah) and helm to this helper",
+		Long: `Write a credHelpers entry {"<host>": "cgr"} for every served registry host into:
   Docker's config.json      $DOCKER_CONFIG/config.json, else ~/.docker/config.json
                             (also read by crane, ko, cosign, nerdctl)
   containers' auth.json     $REGISTRY_AUTH_FILE, else ~/.config/containers/auth.json and, when
@@ -40,124 +39,123 @@ name this helper. Under sudo, the invoking user's files and root's files are bot
 
 Warns about what keeps a client from asking the helper: a static secret in "auths" for a
 served host (--fix-shadowing deletes those entries), a file read earlier, a credsStore.`,
-			Args: cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				asJSON, err := wantJSON()
-				if err != nil {
-					return err
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			asJSON, err := wantJSON()
+			if err != nil {
+				return err
+			}
+			var clients []clientconfig.Client
+			for _, c := range []struct {
+				on bool
+				c  clientconfig.Client
+			}{{docker, clientconfig.Docker}, {containers, clientconfig.Containers}, {helm, clientconfig.Helm}} {
+				if c.on {
+					clients = append(clients, c.c)
 				}
-				var clients []clientconfig.Client
-				for _, c := range []struct {
-					on bool
-					c  clientconfig.Client
-				}{{docker, clientconfig.Docker}, {containers, clientconfig.Containers}, {helm, clientconfig.Helm}} {
-					if c.on {
-						clients = append(clients, c.c)
-					}
-				}
-				if len(clients) == 0 {
-					clients = clientconfig.AllClients
-				}
-				if remove && fix {
-					return &UsageError{errors.New("--remove and --fix-shadowing do not go together")}
-				}
-				accounts, err := clientconfig.Accounts(a.Getenv)
-				if err != nil {
-					return err
-				}
-				hosts := a.Settings.Registries
-				opts := clientconfig.Options{Hosts: hosts, Clients: clients, Remove: remove, FixShadowing: fix, DryRun: dryRun}
-				r := configureReport{Changes: []clientconfig.Change{}, Warnings: []clientconfig.Finding{}}
-				failed := 0
-				sudo := clientconfig.Sudo(a.Getenv)
-				for i, acct := range accounts {
-					var changes []clientconfig.Change
-					for _, c := range clientconfig.Configure(acct, opts) {
-						if c.Action == clientconfig.Failed {
-							failed++
-							if sudo { // run again as it was run: with sudo
-								c.Error = strings.ReplaceAll(c.Error, "`"+clientconfig.HelperBinary+" ", "`sudo "+clientconfig.HelperBinary+" ")
-							}
+			}
+			if len(clients) == 0 {
+				clients = clientconfig.AllClients
+			}
+			if remove && fix {
+				return &UsageError{errors.New("--remove and --fix-shadowing do not go together")}
+			}
+			accounts, err := clientconfig.Accounts(a.Getenv)
+			if err != nil {
+				return err
+			}
+			hosts := a.Settings.Registries
+			opts := clientconfig.Options{Hosts: hosts, Clients: clients, Remove: remove, FixShadowing: fix, DryRun: dryRun}
+			r := configureReport{Changes: []clientconfig.Change{}, Warnings: []clientconfig.Finding{}}
+			failed := 0
+			sudo := clientconfig.Sudo(a.Getenv)
+			for i, acct := range accounts {
+				var changes []clientconfig.Change
+				for _, c := range clientconfig.Configure(acct, opts) {
+					if c.Action == clientconfig.Failed {
+						failed++
+						if sudo { // run again as it was run: with sudo
+							c.Error = strings.ReplaceAll(c.Error, "`"+clientconfig.HelperBinary+" ", "`sudo "+clientconfig.HelperBinary+" ")
 						}
-						changes = append(changes, c)
 					}
-					r.Changes = append(r.Changes, changes...)
-					if remove {
-						continue
-					}
-					for _, w := range clientconfig.Inspect(acct, hosts, clients) {
-						for _, f := range w.Findings {
-							// A file that failed to parse is already reported as a change; in a
-							// dry run, what the changes would fix is not a finding.
-							if failedPath(changes, f.Path) {
+					changes = append(changes, c)
+				}
+				r.Changes = append(r.Changes, changes...)
+				if remove {
+					continue
+				}
+				for _, w := range clientconfig.Inspect(acct, hosts, clients) {
+					for _, f := range w.Findings {
+						// A file that failed to parse is already reported as a change; in a
+						// dry run, what the changes would fix is not a finding.
+						if failedPath(changes, f.Path) {
+							continue
+						}
+						if dryRun {
+							var stays bool
+							if f, stays = afterChanges(changes, f, fix); !stays {
 								continue
 							}
-							if dryRun {
-								var stays bool
-								if f, stays = afterChanges(changes, f, fix); !stays {
-									continue
-								}
-							}
-							if sudo && i > 0 { // root's file: the person at the keyboard is not root
-								f.Fix = doctor.SudoFix(f.Fix)
-							}
-							r.Warnings = append(r.Warnings, f)
 						}
+						if sudo && i > 0 { // root's file: the person at the keyboard is not root
+							f.Fix = doctor.SudoFix(f.Fix)
+						}
+						r.Warnings = append(r.Warnings, f)
 					}
 				}
-				if !remove {
-					exe, _ := os.Executable()
-					userHome := ""
-					if sudo {
-						userHome = accounts[0].Home
-					}
-					r.Helper = clientconfig.ReachHelper(a.Getenv, sudo, "/etc/sudoers", exe, userHome)
+			}
+			if !remove {
+				exe, _ := os.Executable()
+				userHome := ""
+				if sudo {
+					userHome = accounts[0].Home
 				}
-				if asJSON {
-					enc := json.NewEncoder(a.Stdout)
-					enc.SetIndent("", "  ")
-					if err := enc.Encode(r); err != nil {
-						return err
+				r.Helper = clientconfig.ReachHelper(a.Getenv, sudo, "/etc/sudoers", exe, userHome)
+			}
+			if asJSON {
+				enc := json.NewEncoder(a.Stdout)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(r); err != nil {
+					return err
+				}
+			} else {
+				for _, c := range r.Changes {
+					if len(accounts) > 1 {
+						fmt.Fprintf(a.Stderr, "%s: ", c.Account)
 					}
-				} else {
-					for _, c := range r.Changes {
-						if len(accounts) > 1 {
-							fmt.Fprintf(a.Stderr, "%s: ", c.Account)
-						}
-						fmt.Fprintln(a.Stderr, c.Line())
+					fmt.Fprintln(a.Stderr, c.Line())
+				}
+				for _, f := range r.Warnings {
+					label := string(f.Level) + ":"
+					if dryRun { // what would still be in the way after these changes
+						label = "would remain:"
 					}
-					for _, f := range r.Warnings {
-						label := string(f.Level) + ":"
-						if dryRun { // what would still be in the way after these changes
-							label = "would remain:"
-						}
-						if len(accounts) > 1 {
-							label = f.Account + ": " + label
-						}
-						fmt.Fprintf(a.Stderr, "%s %s (%s); fix: %s\n", label, f.Saw, f.Path, f.Fix)
+					if len(accounts) > 1 {
+						label = f.Account + ": " + label
 					}
-					for _, h := range r.Helper {
-						if h.Fix != "" {
-							fmt.Fprintf(a.Stderr, "warn: %s: %s; fix: %s\n", h.Who, h.Saw, h.Fix)
-						}
+					fmt.Fprintf(a.Stderr, "%s %s (%s); fix: %s\n", label, f.Saw, f.Path, f.Fix)
+				}
+				for _, h := range r.Helper {
+					if h.Fix != "" {
+						fmt.Fprintf(a.Stderr, "warn: %s: %s; fix: %s\n", h.Who, h.Saw, h.Fix)
 					}
 				}
-				if failed > 0 {
-					return fmt.Errorf("%d config file(s) could not be changed", failed)
-				}
-				return nil
-			},
-		}
-		f := cmd.Flags()
-		f.BoolVar(&docker, "docker", false, "wire Docker's config.json")
-		f.BoolVar(&containers, "containers", false, "wire containers' auth.json (podman, skopeo, buildah)")
-		f.BoolVar(&helm, "helm", false, "wire helm's registry config")
-		f.BoolVar(&remove, "remove", false, "remove this helper's credHelpers entries instead")
-		f.BoolVar(&dryRun, "dry-run", false, "say what would change, write nothing")
-		f.BoolVar(&fix, "fix-shadowing", false, `also delete "auths" entries holding a static secret for a served host`)
-		wantJSON = outputFlags(cmd, "print the changes as JSON on stdout")
-		return cmd
-	})
+			}
+			if failed > 0 {
+				return fmt.Errorf("%d config file(s) could not be changed", failed)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&docker, "docker", false, "wire Docker's config.json")
+	f.BoolVar(&containers, "containers", false, "wire containers' auth.json (podman, skopeo, buildah)")
+	f.BoolVar(&helm, "helm", false, "wire helm's registry config")
+	f.BoolVar(&remove, "remove", false, "remove this helper's credHelpers entries instead")
+	f.BoolVar(&dryRun, "dry-run", false, "say what would change, write nothing")
+	f.BoolVar(&fix, "fix-shadowing", false, `also delete "auths" entries holding a static secret for a served host`)
+	wantJSON = outputFlags(cmd, "print the changes as JSON on stdout")
+	return cmd
 }
 
 // afterChanges is finding f as it would be once the planned changes cs (of f's account) are

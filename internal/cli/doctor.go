@@ -23,14 +23,13 @@ import (
 // errDoctorFailed: the report says what failed; the exit status is 1, and stderr gets only this line.
 var errDoctorFailed = errors.New("doctor found problems")
 
-func init() {
-	register("doctor", func(a *App) *cobra.Command {
-		var image string
-		var wantJSON func() (bool, error)
-		cmd := &cobra.Command{
-			Use:   "doctor [--json] [--image REF]",
-			Short: "Check everything a pull depends on and say what to run when something is wrong",
-			Long: `Check that the helper is on PATH (and on root's secure_path under sudo), that Docker,
+func doctorCmd(a *App) *cobra.Command {
+	var image string
+	var wantJSON func() (bool, error)
+	cmd := &cobra.Command{
+		Use:   "doctor [--json] [--image REF]",
+		Short: "Check everything a pull depends on and say what to run when something is wrong",
+		Long: `Check that the helper is on PATH (and on root's secure_path under sudo), that Docker,
 containers (podman, skopeo, buildah) and helm send every served host to it and nothing shadows
 it (a static secret in "auths", a file read earlier, a credsStore), that the secret store
 answers, and the login session and pull tokens. With --image, request a real registry token for
@@ -38,56 +37,55 @@ that image with the credential the helper gives, and say why the registry refuse
 
 Each line says what was seen and, when something is wrong, the command that fixes it.
 Exit status 1 when anything failed.`,
-			Args: cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				asJSON, err := wantJSON()
-				if err != nil {
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			asJSON, err := wantJSON()
+			if err != nil {
+				return err
+			}
+			if image != "" {
+				if _, _, err := doctor.SplitImage(image); err != nil {
+					return &UsageError{err}
+				}
+			}
+			exe, _ := os.Executable()
+			env := doctor.Env{Settings: a.Settings, Getenv: a.Getenv, Executable: exe, ConfigFile: configFile(a)}
+			// The credential checks (the chain's sources, clock, image org) and the --image
+			// check share one opening of the store, which never starts a login, one listing
+			// of the orgs, and one probe of the image.
+			creds := &doctor.CredentialChecks{Settings: a.Settings, Deps: a.Deps}
+			if image != "" {
+				creds.Probe = doctor.NewImageProbe(doctor.ImageOptions{
+					Ref:         image,
+					Hosts:       a.Settings.Registries,
+					Credentials: helperCredentials(a, exe),
+					HTTP:        &http.Client{Timeout: 20 * time.Second},
+					OrgName:     creds.OrgName,
+				})
+			}
+			checks := append(doctor.Standard(env), creds.Checks(image)...)
+			if creds.Probe != nil {
+				checks = append(checks, creds.Probe.Check())
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
+			defer cancel()
+			r := doctor.Run(ctx, checks)
+			if asJSON {
+				if err := r.WriteJSON(a.Stdout); err != nil {
 					return err
 				}
-				if image != "" {
-					if _, _, err := doctor.SplitImage(image); err != nil {
-						return &UsageError{err}
-					}
-				}
-				exe, _ := os.Executable()
-				env := doctor.Env{Settings: a.Settings, Getenv: a.Getenv, Executable: exe, ConfigFile: configFile(a)}
-				// The credential checks (the chain's sources, clock, image org) and the --image
-				// check share one opening of the store, which never starts a login, one listing
-				// of the orgs, and one probe of the image.
-				creds := &doctor.CredentialChecks{Settings: a.Settings, Deps: a.Deps}
-				if image != "" {
-					creds.Probe = doctor.NewImageProbe(doctor.ImageOptions{
-						Ref:         image,
-						Hosts:       a.Settings.Registries,
-						Credentials: helperCredentials(a, exe),
-						HTTP:        &http.Client{Timeout: 20 * time.Second},
-						OrgName:     creds.OrgName,
-					})
-				}
-				checks := append(doctor.Standard(env), creds.Checks(image)...)
-				if creds.Probe != nil {
-					checks = append(checks, creds.Probe.Check())
-				}
-				ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
-				defer cancel()
-				r := doctor.Run(ctx, checks)
-				if asJSON {
-					if err := r.WriteJSON(a.Stdout); err != nil {
-						return err
-					}
-				} else {
-					r.WriteText(a.Stdout)
-				}
-				if !r.OK {
-					return errDoctorFailed
-				}
-				return nil
-			},
-		}
-		wantJSON = outputFlags(cmd, "print the report as JSON")
-		cmd.Flags().StringVar(&image, "image", "", "also request a registry token for this image, e.g. cgr.dev/<org>/<image>:latest")
-		return cmd
-	})
+			} else {
+				r.WriteText(a.Stdout)
+			}
+			if !r.OK {
+				return errDoctorFailed
+			}
+			return nil
+		},
+	}
+	wantJSON = outputFlags(cmd, "print the report as JSON")
+	cmd.Flags().StringVar(&image, "image", "", "also request a registry token for this image, e.g. cgr.dev/<org>/<image>:latest")
+	return cmd
 }
 
 // configFile is the config.yaml this run reads (config.Load's path), whether or not it exists.

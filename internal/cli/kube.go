@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -14,11 +13,6 @@ import (
 
 // kubeletDeadline bounds one kubelet-provider answer, well under the kubelet's one minute.
 const kubeletDeadline = 45 * time.Second
-
-func init() {
-	register("kube-secret", kubeSecretCmd)
-	register("kubelet-provider", kubeletProviderCmd)
-}
 
 func kubeSecretCmd(a *App) *cobra.Command {
 	var name, namespace, ttl, parent, output string
@@ -180,32 +174,16 @@ func kubeClock(d token.Deps) token.Clock {
 	return token.SystemClock{}
 }
 
-// KubeGetter serves a host's credential in the helper's order: workload identity, stored
-// pull token, login session; each with the issuer's time the token package judged it by.
+// KubeGetter serves a host's credential from the chain get reads (workload identity, stored
+// pull token, login session, chainctl), with the issuer's time its source judged it by.
 func KubeGetter(d token.Deps) kube.Getter {
 	clock := kubeClock(d)
+	chain := token.DefaultChain(d)
 	return func(ctx context.Context, host string) (kube.Credential, error) {
-		if w := token.NewWorkload(d); w != nil {
-			t, err := w.Token(ctx, d.Settings.Audience)
-			if err != nil {
-				return kube.Credential{}, err
-			}
-			return kube.Credential{Username: "_token", Password: t.Raw, Expiry: t.Expiry, IssuerNow: t.IssuerNow(clock.Now())}, nil
-		}
-		s := token.NewSession(d)
-		pt, err := token.NewPullTokens(d, s).Get(ctx, host)
-		if err == nil {
-			return kube.Credential{Username: pt.Identity, Password: pt.Token, Expiry: pt.Expiry, IssuerNow: pt.IssuerNow(clock.Now())}, nil
-		}
-		if !errors.Is(err, token.ErrNoCredential) {
-			return kube.Credential{}, err
-		}
-		t, err := s.Token(ctx, d.Settings.Audience)
+		c, err := chain.Credential(ctx, host, d.Settings.Audience)
 		if err != nil {
 			return kube.Credential{}, err
 		}
-		// Judged with the skew kept with the token (a `_token` given to store without a
-		// session has none, and our clock is then the one it was judged by).
-		return kube.Credential{Username: "_token", Password: t.Raw, Expiry: t.Expiry, IssuerNow: t.IssuerNow(clock.Now())}, nil
+		return kube.Credential{Username: c.Username, Password: c.Secret, Expiry: c.Expiry, IssuerNow: c.IssuerNow(clock.Now())}, nil
 	}
 }

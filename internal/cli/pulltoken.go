@@ -16,21 +16,19 @@ import (
 	"github.com/cgrtools/docker-credential-cgr/token"
 )
 
-func init() {
-	register("pull-token", func(a *App) *cobra.Command {
-		cmd := &cobra.Command{
-			Use:   "pull-token",
-			Short: "Create, list and delete pull tokens (long-lived registry credentials)",
-			Long: `A pull token is a registry credential for machines: an identity in your organization allowed
+func pullTokenCmd(a *App) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "pull-token",
+		Short: "Create, list and delete pull tokens (long-lived registry credentials)",
+		Long: `A pull token is a registry credential for machines: an identity in your organization allowed
 to pull (registry.pull), and a token signed by a key registered with it. It lasts --ttl
 (default 720h, at most 8760h). Saved with --save, ` + "`get`" + ` serves it and, while you have a
 login session, replaces it with a new one before it expires.`,
-			Args: cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
-		}
-		cmd.AddCommand(pullTokenCreate(a), pullTokenList(a), pullTokenDelete(a))
-		return cmd
-	})
+		Args: subcommandArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(pullTokenCreate(a), pullTokenList(a), pullTokenDelete(a))
+	return cmd
 }
 
 // ptParseTTL reads a Go duration, also with a days suffix ("30d").

@@ -1,6 +1,6 @@
 // Package cli holds the user commands (login, status, configure, doctor, pull-token, ...).
-// Each command lives in its own file and registers itself with register(), so commands are
-// added without touching this file.
+// Each command lives in its own file as a function that builds it (loginCmd, ...); Root adds
+// them, in one list.
 package cli
 
 import (
@@ -11,8 +11,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"sort"
-	"strings"
 	"sync"
 
 	"github.com/spf13/cobra"
@@ -52,18 +50,6 @@ type UsageError struct{ Err error }
 func (e *UsageError) Error() string { return e.Err.Error() }
 func (e *UsageError) Unwrap() error { return e.Err }
 
-var (
-	regMu    sync.Mutex
-	builders = map[string]func(*App) *cobra.Command{}
-)
-
-// register adds a command builder; called from init() in each command's file.
-func register(name string, build func(*App) *cobra.Command) {
-	regMu.Lock()
-	defer regMu.Unlock()
-	builders[name] = build
-}
-
 // Root builds the command tree.
 func Root(a *App) *cobra.Command {
 	root := &cobra.Command{
@@ -98,17 +84,49 @@ Clients call it through the credential-helper protocol (get, store, erase, list)
 	pf.StringVar(&a.Flags.API, "api", "", "platform API URL (env CGR_API)")
 	pf.StringVar(&a.Flags.Store, "store", "", "secret store: auto, keychain or file (env CGR_STORE)")
 
-	regMu.Lock()
-	names := make([]string, 0, len(builders))
-	for n := range builders {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		root.AddCommand(builders[n](a))
-	}
-	regMu.Unlock()
+	root.Args = subcommandArgs
+	root.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	root.AddCommand(
+		loginCmd(a), logoutCmd(a), statusCmd(a), configureCmd(a), doctorCmd(a),
+		pullTokenCmd(a), kubeSecretCmd(a), kubeletProviderCmd(a),
+		// Hidden: the protocol actions' help, and chainctl's words.
+		protocolHelpCmd("get"), protocolHelpCmd("store"), protocolHelpCmd("erase"), protocolHelpCmd("list"),
+		chainctlWordsCmd(a),
+	)
+	usageErrors(root)
 	return root
+}
+
+// subcommandArgs refuses an argument that names no subcommand, suggesting the closest.
+func subcommandArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += fmt.Sprintf("; did you mean %q?", s[0])
+	}
+	return &UsageError{errors.New(msg)}
+}
+
+// usageErrors makes every argument error of the tree a *UsageError (exit status 2), so that no
+// error text of cobra's needs to be read to know it.
+func usageErrors(c *cobra.Command) {
+	if orig := c.Args; orig != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := orig(cmd, args); err != nil {
+				var ue *UsageError
+				if errors.As(err, &ue) {
+					return err
+				}
+				return &UsageError{err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		usageErrors(sub)
+	}
 }
 
 // Execute runs a user command and returns the exit status: 0 success, 1 failure, 2 usage.
@@ -120,26 +138,18 @@ func Execute(ctx context.Context, a *App, args []string) int {
 		return 0
 	}
 	var ue *UsageError
-	if errors.As(err, &ue) || isCobraUsage(err) {
+	if errors.As(err, &ue) {
+		// One line and where the usage is, not the whole usage block.
 		fmt.Fprintf(a.Stderr, "%s: %v\n", config.AppName, err)
+		path := config.AppName
 		if cmd != nil {
-			fmt.Fprint(a.Stderr, cmd.UsageString())
+			path = cmd.CommandPath()
 		}
+		fmt.Fprintf(a.Stderr, "Run `%s --help` for usage.\n", path)
 		return 2
 	}
 	fmt.Fprintf(a.Stderr, "%s: %v\n", config.AppName, err)
 	return 1
-}
-
-// isCobraUsage recognises cobra's own argument errors (unknown command, wrong arg count).
-func isCobraUsage(err error) bool {
-	msg := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand", "accepts ", "requires at least", "requires at most", "invalid argument"} {
-		if strings.Contains(msg, p) {
-			return true
-		}
-	}
-	return false
 }
 
 // DefaultNewDeps opens the configured store and builds the real dependencies.

@@ -317,7 +317,11 @@ func (c *CredentialChecks) sessionCheck(ctx context.Context) []Result {
 			Saw: fmt.Sprintf("not logged in, and no pull token or workload identity: only public images pull (anonymously) from %s", strings.Join(d.Settings.Registries, ", ")),
 			Fix: token.LoginCommand}}
 	case st.Problem != nil:
-		return []Result{problem(st.Problem, "the stored session cannot serve", token.LoginCommand)}
+		out := []Result{problem(st.Problem, "the stored session cannot serve", token.LoginCommand)}
+		if info, ok := st.Detail.(*token.SessionInfo); ok {
+			out = append(out, c.refreshResult(info))
+		}
+		return out
 	}
 	info, _ := st.Detail.(*token.SessionInfo)
 	if info == nil { // a `_token` handed to store, no session
