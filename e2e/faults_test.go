@@ -725,7 +725,7 @@ func TestFaultIssuerClockJumps(t *testing.T) {
 					t.Fatalf("the refreshed token was not kept: the helper does not judge it with the issuer's clock")
 				}
 			}
-			if n := w.emu.Count("sts/exchange_refresh_token") - before; n != 1 {
+			if n := w.emu.Count("sts/exchange_refresh_token"); n != 1 {
 				t.Fatalf("%d refreshes for one token: the issuer's clock was not learned", n)
 			}
 			if r := pull(); r.code != 0 {
