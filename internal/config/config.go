@@ -12,8 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-
-	"go.yaml.in/yaml/v3"
+	"syscall"
 )
 
 // Defaults, as the contract gives them.
@@ -53,81 +52,6 @@ type Settings struct {
 	CacheDir string
 }
 
-// File is what config.yaml may set. Every key is optional; keys are matched without regard
-// to case, "-" or "_", and with or without the CGR_ prefix of the matching variable
-// (store_dir, store-dir, CGR_STORE_DIR). registry may be a list.
-type File struct {
-	Registry      string
-	Issuer        string
-	API           string
-	Audience      string
-	Store         string
-	StoreDir      string
-	Identity      string
-	IdentityToken string
-	Browser       string
-	AutoLogin     *bool
-}
-
-// parseFile reads config.yaml. An unknown key is an error, not silence: a misspelt setting
-// would otherwise be ignored without a word.
-func parseFile(b []byte) (File, error) {
-	var raw map[string]yaml.Node
-	if err := yaml.Unmarshal(b, &raw); err != nil {
-		return File{}, err
-	}
-	var f File
-	for k, n := range raw {
-		key := strings.ReplaceAll(strings.ToLower(strings.TrimSpace(k)), "-", "_")
-		key = strings.TrimPrefix(key, "cgr_")
-		var val string
-		switch {
-		case n.Kind == yaml.ScalarNode:
-			val = strings.TrimSpace(n.Value)
-		case n.Kind == yaml.SequenceNode && (key == "registry" || key == "registries"):
-			var parts []string
-			for _, c := range n.Content {
-				if c.Kind != yaml.ScalarNode {
-					return File{}, fmt.Errorf("%s: a list of hosts, please", k)
-				}
-				parts = append(parts, c.Value)
-			}
-			val = strings.Join(parts, ",")
-		default:
-			return File{}, fmt.Errorf("%s: a single value, please", k)
-		}
-		switch key {
-		case "registry", "registries":
-			f.Registry = val
-		case "issuer":
-			f.Issuer = val
-		case "api":
-			f.API = val
-		case "audience":
-			f.Audience = val
-		case "store":
-			f.Store = val
-		case "store_dir":
-			f.StoreDir = val
-		case "identity":
-			f.Identity = val
-		case "identity_token":
-			f.IdentityToken = val
-		case "browser":
-			f.Browser = val
-		case "auto_login":
-			v, err := ParseBool(val)
-			if err != nil {
-				return File{}, fmt.Errorf("%s: %w", k, err)
-			}
-			f.AutoLogin = &v
-		default:
-			return File{}, fmt.Errorf("unknown key %q (known: registry, issuer, api, audience, store, store_dir, identity, identity_token, browser, auto_login)", k)
-		}
-	}
-	return f, nil
-}
-
 // ParseBool reads a yes/no setting: true, 1, yes, on, or false, 0, no, off (any case).
 func ParseBool(v string) (bool, error) {
 	switch strings.ToLower(strings.TrimSpace(v)) {
@@ -153,8 +77,9 @@ type Flags struct {
 // Getenv looks up an environment variable; os.Getenv in production, a map in tests.
 type Getenv func(string) string
 
-// Load builds Settings. getenv is usually os.Getenv; configDir and dataDir are the user's
-// config and data directories (empty: derived from getenv as the XDG spec says).
+// Load builds Settings. getenv is usually os.Getenv; flags.ConfigDir, when set, is where
+// config.yaml is looked for. Every error names where the bad value came from: the flag, the
+// variable, or the line of config.yaml.
 func Load(getenv Getenv, flags Flags) (Settings, error) {
 	if getenv == nil {
 		getenv = os.Getenv
@@ -172,62 +97,71 @@ func Load(getenv Getenv, flags Flags) (Settings, error) {
 			return Settings{}, fmt.Errorf("config file %s: %s", path, strings.Join(strings.Fields(err.Error()), " "))
 		}
 		s.ConfigFile = path
-	case errors.Is(err, os.ErrNotExist):
+	case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
+		// No config file (a config dir that is a file holds none either: the file is optional).
 	default:
 		return Settings{}, fmt.Errorf("config file: %w", err)
 	}
 
-	pick := func(flag, env, file, def string) string {
-		for _, v := range []string{flag, getenv(env), file} {
-			if v = strings.TrimSpace(v); v != "" {
-				return v
+	// pick is the value of a setting and where it came from, in precedence order.
+	type setting struct{ value, from string }
+	pick := func(flag, flagName, env, key, def string) setting {
+		if v := strings.TrimSpace(flag); v != "" {
+			return setting{v, "--" + flagName}
+		}
+		if env != "" {
+			if v := strings.TrimSpace(getenv(env)); v != "" {
+				return setting{v, env}
 			}
 		}
-		return def
+		if key != "" {
+			if v, line := file.get(key); strings.TrimSpace(v) != "" {
+				return setting{strings.TrimSpace(v), fmt.Sprintf("%s in %s line %d", key, path, line)}
+			}
+		}
+		return setting{def, "the default"}
 	}
-	regs := pick(flags.Registry, "CGR_REGISTRY", file.Registry, DefaultRegistry)
-	for _, r := range strings.Split(regs, ",") {
+	regs := pick(flags.Registry, "registry", "CGR_REGISTRY", "registry", DefaultRegistry)
+	for _, r := range strings.Split(regs.value, ",") {
 		r = strings.ToLower(strings.TrimSpace(r))
 		if r == "" {
 			continue
 		}
 		if !validHost(r) {
-			return Settings{}, fmt.Errorf("CGR_REGISTRY: %q is not a host or host:port", r)
+			return Settings{}, fmt.Errorf("%s: %q is not a host or host:port", regs.from, r)
 		}
 		s.Registries = append(s.Registries, r)
 	}
 	if len(s.Registries) == 0 {
-		return Settings{}, errors.New("CGR_REGISTRY: no registry host given")
+		return Settings{}, fmt.Errorf("%s: no registry host given", regs.from)
 	}
 	var err error
-	if s.Issuer, err = endpoint("CGR_ISSUER", pick(flags.Issuer, "CGR_ISSUER", file.Issuer, DefaultIssuer)); err != nil {
+	iss := pick(flags.Issuer, "issuer", "CGR_ISSUER", "issuer", DefaultIssuer)
+	if s.Issuer, err = endpoint(iss.from, iss.value); err != nil {
 		return Settings{}, err
 	}
-	if s.API, err = endpoint("CGR_API", pick(flags.API, "CGR_API", file.API, DefaultAPI)); err != nil {
+	api := pick(flags.API, "api", "CGR_API", "api", DefaultAPI)
+	if s.API, err = endpoint(api.from, api.value); err != nil {
 		return Settings{}, err
 	}
-	s.Audience = pick("", "CGR_AUDIENCE", file.Audience, DefaultAudience)
-	s.Store = strings.ToLower(pick(flags.Store, "CGR_STORE", file.Store, "auto"))
+	s.Audience = pick("", "", "CGR_AUDIENCE", "audience", DefaultAudience).value
+	st := pick(flags.Store, "store", "CGR_STORE", "store", "auto")
+	s.Store = strings.ToLower(st.value)
 	switch s.Store {
 	case "auto", "keychain", "file":
 	default:
-		return Settings{}, fmt.Errorf("CGR_STORE: %q is not one of auto, keychain, file", s.Store)
+		return Settings{}, fmt.Errorf("%s: %q is not one of auto, keychain, file", st.from, st.value)
 	}
-	s.StoreDir = pick("", "CGR_STORE_DIR", file.StoreDir, filepath.Join(UserDataDir(getenv), AppName))
-	s.Identity = pick("", "CGR_IDENTITY", file.Identity, "")
-	s.IdentityToken = pick("", "CGR_IDENTITY_TOKEN", file.IdentityToken, "")
+	s.StoreDir = pick("", "", "CGR_STORE_DIR", "store_dir", filepath.Join(UserDataDir(getenv), AppName)).value
+	s.Identity = pick("", "", "CGR_IDENTITY", "identity", "").value
+	s.IdentityToken = pick("", "", "CGR_IDENTITY_TOKEN", "identity_token", "").value
 	s.ActionsTokenURL = getenv("ACTIONS_ID_TOKEN_REQUEST_URL")
 	s.ActionsTokenToken = getenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
-	s.AutoLogin = true
-	if file.AutoLogin != nil {
-		s.AutoLogin = *file.AutoLogin
+	al := pick("", "", "CGR_AUTO_LOGIN", "auto_login", "true")
+	if s.AutoLogin, err = ParseBool(al.value); err != nil {
+		return Settings{}, fmt.Errorf("%s: %w", al.from, err)
 	}
-	if v := getenv("CGR_AUTO_LOGIN"); v != "" {
-		if s.AutoLogin, err = ParseBool(v); err != nil {
-			return Settings{}, fmt.Errorf("CGR_AUTO_LOGIN: %w", err)
-		}
-	}
-	s.Browser = pick("", "BROWSER", file.Browser, "")
+	s.Browser = pick("", "", "BROWSER", "browser", "").value
 	s.CI = truthy(getenv("CI")) || truthy(getenv("GITHUB_ACTIONS"))
 	s.Path = getenv("PATH")
 	s.CacheDir = UserCacheDir(getenv)

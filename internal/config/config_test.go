@@ -58,19 +58,61 @@ func TestPrecedenceFlagsEnvFile(t *testing.T) {
 func TestFileKeys(t *testing.T) {
 	for _, yaml := range []string{
 		"store_dir: /x\nauto_login: no\nregistry: [a.example, b.example:5000]\n",
-		"store-dir: /x\nauto-login: off\nregistry:\n  - a.example\n  - b.example:5000\n",
-		"CGR_STORE_DIR: /x\nCGR_AUTO_LOGIN: \"false\"\nCGR_REGISTRY: a.example,b.example:5000\n",
+		"# settings\n---\nstore_dir: '/x'   # where\nauto_login: \"off\"\nregistry:\n  - a.example\n  - \"b.example:5000\"\n",
+		"store_dir: /x\r\nauto_login: false\r\nregistry: a.example,b.example:5000\r\n",
 	} {
 		s, err := load(t, yaml, nil, Flags{})
 		if err != nil || s.StoreDir != "/x" || s.AutoLogin || strings.Join(s.Registries, ",") != "a.example,b.example:5000" {
 			t.Errorf("%q: %+v %v", yaml, s, err)
 		}
 	}
-	if _, err := load(t, "regsitry: cgr.dev\n", nil, Flags{}); err == nil || !strings.Contains(err.Error(), `unknown key "regsitry"`) || strings.Contains(err.Error(), "\n") {
-		t.Errorf("a misspelt key: %v; want one line naming it", err)
+}
+
+// One spelling per key, and every error one line that names the file, the line and what to
+// write instead: never a value picked by map order, never a decoder's type names.
+func TestFileErrorsNameTheFix(t *testing.T) {
+	for _, c := range []struct{ yaml, want string }{
+		{"regsitry: cgr.dev\n", `line 1: unknown key "regsitry" (known: `},
+		{"store-dir: /x\n", `line 1: unknown key "store-dir": write it as store_dir`},
+		{"CGR_STORE_DIR: /x\n", `unknown key "CGR_STORE_DIR": write it as store_dir`},
+		{"registries: [a.example]\n", `unknown key "registries": write it as registry`},
+		{"registry: a.example\nregistry: b.example\n", "line 2: registry is set twice (also on line 1); keep one"},
+		{"store: keychian\n", `store in `},
+		{"store: keychian\n", `config.yaml line 1: "keychian" is not one of auto, keychain, file`},
+		{"auto_login: maybe\n", "auto_login in "},
+		{"just some text\n", "line 1: not a `key: value` setting"},
+		{"- a\n- b\n", "line 1: a list item outside a setting"},
+		{"store:\n  file\n", "line 1: store: no value given"},
+		{"issuer: [a, b]\n", "issuer: a single value, please"},
+		{"issuer: {a: b}\n", "quote it"},
+		{"browser: \"open\n", "unterminated"},
+	} {
+		_, err := load(t, c.yaml, nil, Flags{})
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%q: %v; want one line with %q", c.yaml, err, c.want)
+		}
 	}
-	if _, err := load(t, "- a\n- b\n", nil, Flags{}); err == nil || strings.Contains(err.Error(), "\n") {
-		t.Errorf("a list as the file: %v; want one line", err)
+	// The environment's own errors name the variable, not the file.
+	if _, err := load(t, "store: file\n", map[string]string{"CGR_STORE": "keychian"}, Flags{}); err == nil || !strings.HasPrefix(err.Error(), "CGR_STORE: ") {
+		t.Errorf("CGR_STORE=keychian: %v", err)
+	}
+	if _, err := load(t, "", nil, Flags{Store: "keychian"}); err == nil || !strings.HasPrefix(err.Error(), "--store: ") {
+		t.Errorf("--store keychian: %v", err)
+	}
+}
+
+// A config dir that is a file holds no config.yaml: the file is optional, so nothing fails.
+func TestConfigDirIsAFile(t *testing.T) {
+	home := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(home, ".config"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, ".config", AppName), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Load(func(k string) string { return map[string]string{"HOME": home}[k] }, Flags{})
+	if err != nil || s.ConfigFile != "" {
+		t.Fatalf("config dir is a file: %v (%q)", err, s.ConfigFile)
 	}
 }
 
