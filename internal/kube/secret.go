@@ -16,8 +16,6 @@ import (
 	"sort"
 	"sync"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // DefaultSecretName is the Secret's name when none is given.
@@ -149,37 +147,45 @@ func (s *Secret) Encode(format string) ([]byte, error) {
 	}
 }
 
-// toYAML renders v as block-style YAML with the keys in JSON field order, as kubectl prints.
-// It goes through JSON (the json tags are the wire names) and yaml/v3's node tree, which
-// keeps order; yaml/v3 is linked anyway for config.yaml, where sigs.k8s.io/yaml would add
-// yaml/v2 and its init to every `get`.
-func toYAML(v any) ([]byte, error) {
-	j, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
+// toYAML renders the Secret as block-style YAML, keys in the order kubectl prints them. It is
+// written out by hand, not with a YAML library: the binary links none (a library's package
+// init would cost every `get`, which is a process per pull), and a Secret is a fixed shape.
+// Every string is written as a JSON string, which is a YAML double-quoted scalar.
+func toYAML(s *Secret) ([]byte, error) {
+	var b bytes.Buffer
+	q := func(v string) string {
+		j, _ := json.Marshal(v)
+		return string(j)
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(j, &doc); err != nil {
-		return nil, err
+	sortedKeys := func(m map[string]string) []string {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		return keys
 	}
-	blockStyle(&doc)
-	var buf bytes.Buffer
-	enc := yaml.NewEncoder(&buf)
-	enc.SetIndent(2)
-	if err := enc.Encode(&doc); err != nil {
-		return nil, err
+	fmt.Fprintf(&b, "apiVersion: %s\n", q(s.APIVersion))
+	fmt.Fprintf(&b, "kind: %s\n", q(s.Kind))
+	b.WriteString("metadata:\n")
+	fmt.Fprintf(&b, "  name: %s\n", q(s.Metadata.Name))
+	if s.Metadata.Namespace != "" {
+		fmt.Fprintf(&b, "  namespace: %s\n", q(s.Metadata.Namespace))
 	}
-	if err := enc.Close(); err != nil {
-		return nil, err
+	if len(s.Metadata.Annotations) > 0 {
+		b.WriteString("  annotations:\n")
+		for _, k := range sortedKeys(s.Metadata.Annotations) {
+			fmt.Fprintf(&b, "    %s: %s\n", q(k), q(s.Metadata.Annotations[k]))
+		}
 	}
-	return buf.Bytes(), nil
-}
-
-// blockStyle clears the flow and quoting styles the JSON source gave every node; the
-// encoder then quotes only the strings that need it.
-func blockStyle(n *yaml.Node) {
-	n.Style = 0
-	for _, c := range n.Content {
-		blockStyle(c)
+	fmt.Fprintf(&b, "type: %s\n", q(s.Type))
+	b.WriteString("data:\n")
+	data := map[string]string{}
+	for k, v := range s.Data {
+		data[k] = base64.StdEncoding.EncodeToString(v)
 	}
+	for _, k := range sortedKeys(data) {
+		fmt.Fprintf(&b, "  %s: %s\n", q(k), q(data[k]))
+	}
+	return b.Bytes(), nil
 }
