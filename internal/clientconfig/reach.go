@@ -251,7 +251,7 @@ func (rc reacher) look(r *Reach, where string) bool {
 		r.Saw = fmt.Sprintf("the %s that clients run from %s is chainctl's link to itself (%s → %s): every pull is answered by chainctl, not by this program",
 			HelperBinary, where, first.path, first.resolved)
 		if target != "" {
-			r.Saw += " (" + target + ")"
+			r.Saw += " at " + target
 		}
 		r.Fix, r.Level = rc.linkFix(target, first.path), "fail"
 		return true
