@@ -20,6 +20,9 @@ command -v useradd >/dev/null || need_apt+=(passwd)
 command -v sudo >/dev/null || need_apt+=(sudo)
 command -v setpriv >/dev/null || need_apt+=(util-linux)
 command -v file >/dev/null || need_apt+=(file)         # release-check: binary formats
+command -v rpm >/dev/null || need_apt+=(rpm)           # release-check: the .rpm's files
+command -v man >/dev/null || need_apt+=(man-db)        # release-check: the .deb's man page
+[ -f /usr/share/bash-completion/bash_completion ] || need_apt+=(bash-completion) # and its completion
 [ -x /usr/bin/time ] || need_apt+=(time)               # bench: peak RSS
 command -v strace >/dev/null || need_apt+=(strace)     # bench: network attempts of other helpers
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -5,6 +5,8 @@ package clientconfig
 import (
 	"io/fs"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 func fileOwner(fi fs.FileInfo) (owner, bool) {
@@ -14,3 +16,7 @@ func fileOwner(fi fs.FileInfo) (owner, bool) {
 	}
 	return owner{int(st.Uid), int(st.Gid)}, true
 }
+
+// dirWritable: whether this process may create and replace files in dir (a fix that
+// writes there needs no sudo).
+func dirWritable(dir string) bool { return unix.Access(dir, unix.W_OK) == nil }

@@ -62,7 +62,8 @@ func Standard(e Env) []Check {
 }
 
 // HelperCheck: clients run docker-credential-cgr by name, from their PATH; `sudo docker
-// pull` from root's secure_path.
+// pull` from root's secure_path. The first one there must be this program, not chainctl's
+// link to itself (clientconfig.ReachHelper).
 func HelperCheck(e Env) Check {
 	return NewCheck("helper on PATH", func(ctx context.Context) []Result {
 		sudoers := e.Sudoers
@@ -78,11 +79,11 @@ func HelperCheck(e Env) Check {
 		var out []Result
 		for _, r := range clientconfig.ReachHelper(e.Getenv, e.sudo(), sudoers, e.Executable, home) {
 			res := Result{Check: "helper on " + r.Who, Status: OK, Saw: r.Saw}
-			if r.Found == "" {
+			switch r.Level { // missing, or shadowed by chainctl's link: clients cannot run this program
+			case "fail":
 				res.Status, res.Fix = Fail, r.Fix
-				if strings.Contains(r.Who, "not visible") {
-					res.Status = Warn
-				}
+			case "warn":
+				res.Status, res.Fix = Warn, r.Fix
 			}
 			out = append(out, res)
 		}
@@ -316,12 +317,7 @@ func (e Env) storeFileFix() string {
 }
 
 // shellQuote quotes s for a POSIX shell when it needs it.
-func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./:@%+=,-") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
+func shellQuote(s string) string { return clientconfig.ShellQuote(s) }
 
 // sudoCmdRE finds where a command of a credential helper starts in a fix.
 var sudoCmdRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile("(^|&& |; |\\| |`)(docker-credential-)") })
