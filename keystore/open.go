@@ -73,15 +73,18 @@ func openAuto(ctx context.Context, o Options) (Store, error) {
 		}
 		return &remembered{Store: fst, dir: o.Dir, done: true}, nil
 	case "keychain":
-		kc, err := probeKeychain(ctx, o)
+		// No probe read: the first real read says whether the keychain answers (a D-Bus
+		// round trip less on every get), and its failure is worded as the probe's was.
+		kctx, cancel := context.WithTimeout(ctx, min(probeTimeout, o.Timeout))
+		defer cancel()
+		kc, err := openKeychain(kctx, o)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			why := strings.TrimPrefix(err.Error(), ErrUnavailable.Error()+": ")
-			return nil, fmt.Errorf("%w: your credentials are kept in the keychain, which did not answer (%s); start or unlock it, or set CGR_STORE=file and log in again", ErrUnavailable, why)
+			return nil, keptInKeychain(err)
 		}
-		return &remembered{Store: kc, dir: o.Dir, done: true}, nil
+		return &remembered{Store: chosenKeychain{kc}, dir: o.Dir, done: true}, nil
 	}
 	kc, err := probeKeychain(ctx, o)
 	if err == nil {
@@ -96,6 +99,25 @@ func openAuto(ctx context.Context, o Options) (Store, error) {
 	}
 	notifyOnce(o, err)
 	return &remembered{Store: fst, dir: o.Dir}, nil
+}
+
+// keptInKeychain words a keychain failure when auto recorded the keychain as where the
+// credentials are: never a silent switch to an empty file store.
+func keptInKeychain(err error) error {
+	why := strings.TrimPrefix(err.Error(), ErrUnavailable.Error()+": ")
+	return fmt.Errorf("%w: your credentials are kept in the keychain, which did not answer (%s); start or unlock it, or set CGR_STORE=file and log in again", ErrUnavailable, why)
+}
+
+// chosenKeychain is the keychain auto recorded: a read it cannot answer says where the
+// credentials are and what to do.
+type chosenKeychain struct{ *keychain }
+
+func (c chosenKeychain) Get(ctx context.Context, key string) ([]byte, error) {
+	b, err := c.keychain.Get(ctx, key)
+	if err != nil && errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrLocked) {
+		return nil, keptInKeychain(err)
+	}
+	return b, err
 }
 
 // chosen is the backend auto recorded in dir, or "" when it has stored nothing yet.

@@ -25,7 +25,7 @@ to pull (registry.pull), and a token signed by a key registered with it. It last
 (default 720h, at most 8760h). Saved with --save, ` + "`get`" + ` serves it and, while you have a
 login session, replaces it with a new one before it expires.`,
 		Args: subcommandArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(pullTokenCreate(a), pullTokenList(a), pullTokenDelete(a))
 	return cmd

@@ -26,8 +26,8 @@ var (
 	buildErr  error
 )
 
-// Build builds the helper and the emulator once per process into a temp dir, exactly as
-// `make build` does (CGO_ENABLED=0, -trimpath), and returns them. The directory is removed
+// Build builds the helper and the emulator once per process into a temp dir, as `make build`
+// does (CGO_ENABLED=0, -trimpath, the nethttpomithttp2 tag), and returns them. The directory is removed
 // by Cleanup.
 func Build() (Binaries, error) {
 	buildOnce.Do(func() {
@@ -44,7 +44,7 @@ func Build() (Binaries, error) {
 		bin := filepath.Join(dir, "bin")
 		b := Binaries{Helper: filepath.Join(bin, "docker-credential-cgr"), Emulator: filepath.Join(bin, "cgr-emulator"), Dir: bin}
 		for out, pkg := range map[string]string{b.Helper: ".", b.Emulator: "./internal/emulator/cmd/cgr-emulator"} {
-			cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
+			cmd := exec.Command("go", "build", "-trimpath", "-tags", "nethttpomithttp2", "-o", out, pkg)
 			cmd.Dir = root
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if out, err := cmd.CombinedOutput(); err != nil {
