@@ -30,13 +30,20 @@ const (
 	slowDownStep = 5 * time.Second
 )
 
-// LoginOptions choose the login flow: browser (default), device code (Headless), or an
-// assumable identity (Identity with IdentityToken, a JWT or a path to one).
+// LoginOptions choose the login flow: browser (default), Chainguard's headless code
+// (Headless, PROTOCOL.md 4.1), an RFC 8628 device flow (DeviceFlow, only where the issuer's
+// discovery names one), or an assumable identity (Identity with IdentityToken, a JWT or a path
+// to one).
 type LoginOptions struct {
 	Headless      bool
+	DeviceFlow    bool
 	Identity      string
 	IdentityToken string
-	Org           string // org name or id: the browser flow's idp_id; recorded in the session
+	// Org is an organization name (its own identity provider, checked with /orgcheck first)
+	// or an identity provider id (a UIDP): the login URL's idp_id. Recorded in the session.
+	Org string
+	// Progress: a person watches stderr at a terminal; the headless login shows the time left.
+	Progress bool
 }
 
 // Login runs the chosen flow and stores the session and its first token. It returns only
@@ -51,6 +58,8 @@ func Login(ctx context.Context, d Deps, o LoginOptions) (*SessionInfo, error) {
 	case o.Identity != "":
 		rec, tok, err = identityLogin(ctx, d, o)
 	case o.Headless:
+		rec, tok, err = headlessLogin(ctx, d, o)
+	case o.DeviceFlow:
 		rec, tok, err = deviceLogin(ctx, d, o)
 	default:
 		rec, tok, err = browserLogin(ctx, d, o)
@@ -147,6 +156,7 @@ func newUserSession(tok *Token, refreshToken string, skew time.Duration, org str
 
 type callbackResult struct {
 	token, refreshToken string
+	verified            *Token // the token, checked against the issuer's keys
 	err                 error
 }
 
@@ -161,14 +171,14 @@ func browserLogin(ctx context.Context, d Deps, o LoginOptions) (*sessionRecord, 
 	callback := "http://localhost:" + strconv.Itoa(port) + "/callback?token=true&error=true"
 	q := url.Values{
 		"audience":             {d.Settings.Audience},
-		"client_id":            {browserClientID},
 		"create_refresh_token": {"true"},
 		"exit":                 {"redirect"},
 		"redirect":             {callback},
 		"skip_registration":    {"true"},
 	}
-	if o.Org != "" {
-		q.Set("idp_id", o.Org)
+	// Exactly one of client_id and idp_id (SDK auth/login/options.go: they exclude each other).
+	if err := setProvider(ctx, d, q, o.Org); err != nil {
+		return nil, nil, err
 	}
 	authURL := strings.TrimRight(d.Settings.Issuer, "/") + "/oauth?" + q.Encode()
 
@@ -186,12 +196,25 @@ func browserLogin(ctx context.Context, d Deps, o LoginOptions) (*sessionRecord, 
 			return
 		}
 		res := readCallback(r.URL.Query(), d.Settings.Issuer)
+		w.Header().Set("Cache-Control", "no-store")
+		if res.err == nil {
+			// Any local process can connect here: only a token the issuer signed, for this
+			// issuer and audience, is taken; anything else is refused and the login waits on.
+			tok, err := verifyToken(r.Context(), d, res.token, d.Settings.Audience, 0)
+			if err != nil {
+				w.Header().Set("Content-Type", "text/html; charset=utf-8")
+				w.WriteHeader(http.StatusBadRequest)
+				fmt.Fprint(w, loginPage("Not accepted", "This is not a login from "+d.Settings.Issuer+": "+err.Error()+"."))
+				fmt.Fprintf(depStderr(d), "warning: a login answer that does not verify reached %s and was refused (%s); still waiting for the browser\n", callback, stsOneLine(err.Error(), 200))
+				return
+			}
+			res.verified = tok
+		}
 		mu.Lock()
 		if result == nil || result.err != nil {
 			result = res
 		}
 		mu.Unlock()
-		w.Header().Set("Cache-Control", "no-store")
 		http.Redirect(w, r, "/", http.StatusFound)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -233,7 +256,7 @@ func browserLogin(ctx context.Context, d Deps, o LoginOptions) (*sessionRecord, 
 	select {
 	case <-done:
 	case <-ctx.Done():
-		return nil, nil, fmt.Errorf("login: no answer from the browser in time: %w", ctx.Err())
+		return nil, nil, loginWaitError(ctx, "the browser", "")
 	}
 	mu.Lock()
 	res := result
@@ -241,10 +264,7 @@ func browserLogin(ctx context.Context, d Deps, o LoginOptions) (*sessionRecord, 
 	if res.err != nil {
 		return nil, nil, res.err
 	}
-	tok, err := Parse(res.token)
-	if err != nil {
-		return nil, nil, fmt.Errorf("login: the issuer sent an unreadable token: %w", err)
-	}
+	tok := res.verified
 	// The browser talked to the issuer, not us: its clock shows in the token's iat.
 	var skew time.Duration
 	if !tok.IssuedAt.IsZero() {
@@ -295,49 +315,22 @@ func loginPage(title, msg string) string {
 
 // ---- device flow (PROTOCOL.md section 4) ----
 
-type discovery struct {
-	Issuer                      string `json:"issuer"`
-	DeviceAuthorizationEndpoint string `json:"device_authorization_endpoint"`
-	TokenEndpoint               string `json:"token_endpoint"`
-}
-
-func discover(ctx context.Context, d Deps) (*discovery, error) {
-	issuer := strings.TrimRight(d.Settings.Issuer, "/")
-	ctx, cancel := context.WithTimeout(ctx, stsAttemptTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, issuer+"/.well-known/openid-configuration", nil)
+// discoverDevice finds the issuer's RFC 8628 endpoints; an issuer whose discovery names none
+// (Chainguard's own does not) offers the headless code instead.
+func discoverDevice(ctx context.Context, d Deps) (*issuerDiscovery, error) {
+	disc, err := discoverIssuer(ctx, d)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := depHTTP(d).Do(req)
-	if err != nil {
-		return nil, &UnreachableError{Issuer: issuer, Err: scrubURLError(err)}
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, &UnreachableError{Issuer: issuer, Err: err}
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("OIDC discovery at %s: HTTP %d", issuer, resp.StatusCode)
-	}
-	var disc discovery
-	if err := json.Unmarshal(body, &disc); err != nil {
-		return nil, fmt.Errorf("OIDC discovery at %s: %w", issuer, err)
-	}
-	if disc.Issuer != d.Settings.Issuer {
-		return nil, fmt.Errorf("OIDC discovery: the document names issuer %q, not %q", disc.Issuer, d.Settings.Issuer)
-	}
 	if disc.DeviceAuthorizationEndpoint == "" || disc.TokenEndpoint == "" {
-		return nil, fmt.Errorf("OIDC discovery at %s: no device flow endpoints", issuer)
+		return nil, &FixableError{Cause: fmt.Sprintf("%s offers no device flow (its discovery names no device_authorization_endpoint)", d.Settings.Issuer), Fix: Command("login", "--headless")}
 	}
 	for _, e := range []string{disc.DeviceAuthorizationEndpoint, disc.TokenEndpoint} {
 		if err := secureEndpoint(e); err != nil {
-			return nil, fmt.Errorf("OIDC discovery at %s: %w", issuer, err)
+			return nil, fmt.Errorf("OIDC discovery at %s: %w", d.Settings.Issuer, err)
 		}
 	}
-	return &disc, nil
+	return disc, nil
 }
 
 // secureEndpoint: tokens travel over https, or plain http only to loopback.
@@ -357,7 +350,7 @@ func secureEndpoint(raw string) error {
 }
 
 func deviceLogin(ctx context.Context, d Deps, o LoginOptions) (*sessionRecord, *Token, error) {
-	disc, err := discover(ctx, d)
+	disc, err := discoverDevice(ctx, d)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -435,7 +428,7 @@ func pollDevice(ctx context.Context, d Deps, cfg *oauth2.Config, da *oauth2.Devi
 		case "access_denied":
 			return "", errors.New("device login: access_denied: the login was denied in the browser")
 		case "expired_token":
-			return "", errors.New("device login: expired_token: the code expired before it was approved; run `docker-credential-cgr login --headless` again")
+			return "", fmt.Errorf("device login: expired_token: the code expired before it was approved; run `%s` again", Command("login", "--device-flow"))
 		default:
 			return "", fmt.Errorf("device login: the issuer answered %q", code)
 		}

@@ -30,7 +30,7 @@ func deviceLoginWith(t *testing.T, v *sessEnv, act func(code string) error) (*Se
 	}
 	done := make(chan result, 1)
 	go func() {
-		info, err := Login(v.ctx, v.d, LoginOptions{Headless: true})
+		info, err := Login(v.ctx, v.d, LoginOptions{DeviceFlow: true})
 		done <- result{info, err}
 	}()
 	// Wait for the code on stderr (the test's ctx bounds the wait).
@@ -100,7 +100,7 @@ func TestDeviceLoginDiscoveryIssuerMustMatch(t *testing.T) {
 	}))
 	defer srv.Close()
 	d := sessDeps(srv.URL)
-	_, err := Login(context.Background(), d, LoginOptions{Headless: true})
+	_, err := Login(context.Background(), d, LoginOptions{DeviceFlow: true})
 	if err == nil || !strings.Contains(err.Error(), "evil.example") {
 		t.Fatalf("err = %v", err)
 	}

@@ -315,12 +315,13 @@ func (s *Session) refreshJob(ctx context.Context, aud string) (err error) {
 			return &FixableError{Cause: fmt.Sprintf("the refreshed session could not be saved (%v): the next refresh will need a new login", err), Fix: LoginCommand, Err: err}
 		}
 	}
-	newTok, err := Parse(res.Token)
+	// Checked against the issuer's keys, iss and aud before it is cached or served.
+	newTok, err := verifyToken(ctx, s.d, res.Token, aud, sess.skew())
 	if err != nil {
-		return fmt.Errorf("the issuer answered with an unreadable token: %w", err)
-	}
-	if !newTok.Usable(depClock(s.d).Now().Add(sess.skew())) {
-		return fmt.Errorf("the issuer answered with a token that expires at %s", sessTime(newTok.Expiry))
+		if errors.Is(err, ErrUnverified) {
+			return fmt.Errorf("the issuer's answer to a refresh: %w", err)
+		}
+		return transient(fmt.Errorf("checking the refreshed token: %w", err))
 	}
 	if sess.Subject == "" {
 		sess.Subject = newTok.Subject

@@ -266,10 +266,10 @@ func trimErr(err, sentinel error) string {
 	return msg
 }
 
-// storeKeyRE matches a config.yaml line that sets the store (store, Store, cgr_store,
-// CGR-STORE; not store_dir), as config.Load reads keys.
+// storeKeyRE matches a config.yaml line that sets the store (not store_dir), as config.Load
+// reads keys: one spelling.
 // Compiled on first use: package init runs on every `get`.
-var storeKeyRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)^((?:cgr[_-])?store)[ \t]*:`) })
+var storeKeyRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(store)[ \t]*:`) })
 
 // storeFileFix is the persistent switch to the file store: `store: file` in the config.yaml
 // this program reads (an exported CGR_STORE does not reach a helper that Docker starts from

@@ -276,7 +276,6 @@ func TestStoreFixPersists(t *testing.T) {
 	}{
 		{name: "no config file, CGR_STORE=keychain", envStore: "keychain", wantUnset: true},
 		{name: "store: keychain in the file", existing: "registry: cgr.dev\nstore: keychain\nauto_login: false\n"},
-		{name: "CGR_STORE key spelt in capitals", existing: "CGR_STORE: keychain\nbrowser: firefox\n"},
 		{name: "other keys, no final newline", existing: "auto_login: false"},
 		{name: "store_dir is not store", existing: "store_dir: /tmp/x\n"},
 	}

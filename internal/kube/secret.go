@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -150,10 +151,15 @@ func (s *Secret) Encode(format string) ([]byte, error) {
 // toYAML renders the Secret as block-style YAML, keys in the order kubectl prints them. It is
 // written out by hand, not with a YAML library: the binary links none (a library's package
 // init would cost every `get`, which is a process per pull), and a Secret is a fixed shape.
-// Every string is written as a JSON string, which is a YAML double-quoted scalar.
+// A string is written plain when YAML cannot read it as anything but that string (a word of
+// letters, digits and ._/-, starting with a letter or '.', not a YAML 1.1 boolean or null),
+// else as a JSON string, which is a YAML double-quoted scalar.
 func toYAML(s *Secret) ([]byte, error) {
 	var b bytes.Buffer
 	q := func(v string) string {
+		if plainYAML(v) {
+			return v
+		}
 		j, _ := json.Marshal(v)
 		return string(j)
 	}
@@ -188,4 +194,23 @@ func toYAML(s *Secret) ([]byte, error) {
 		fmt.Fprintf(&b, "  %s: %s\n", q(k), q(data[k]))
 	}
 	return b.Bytes(), nil
+}
+
+// plainYAML reports whether v can be written as a plain YAML scalar and read back as the
+// same string by every YAML 1.1 and 1.2 reader (kubectl's included).
+func plainYAML(v string) bool {
+	if v == "" || !(v[0] == '.' || v[0] >= 'a' && v[0] <= 'z' || v[0] >= 'A' && v[0] <= 'Z') {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '/' || c == '-') {
+			return false
+		}
+	}
+	switch strings.ToLower(v) {
+	case "y", "yes", "n", "no", "true", "false", "on", "off", "null", "nan", ".nan", ".inf":
+		return false
+	}
+	return true
 }
