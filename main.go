@@ -80,11 +80,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	app := &cli.App{
-		Getenv:  getenv,
-		Stdin:   stdin,
-		Stdout:  stdout,
-		Stderr:  stderr,
-		NewDeps: detached(cli.DefaultNewDeps(stderr, getenv)),
+		Getenv:      getenv,
+		Stdin:       stdin,
+		Stdout:      stdout,
+		Stderr:      stderr,
+		Interactive: interactive,
+		NewDeps:     detached(cli.DefaultNewDeps(stderr, getenv)),
 	}
 	// configure stays root under sudo (it writes root's files too), but the settings are the
 	// invoking user's, as for every other command.

@@ -29,6 +29,8 @@ type App struct {
 	Stderr   io.Writer
 	Settings config.Settings
 	Flags    config.Flags // global flags, applied over the environment
+	// Interactive: stderr is a terminal (a person watches: progress is shown).
+	Interactive bool
 
 	// NewDeps builds token.Deps; main sets it (tests may replace it).
 	NewDeps func(ctx context.Context, s config.Settings) (token.Deps, error)
