@@ -220,7 +220,7 @@ func (a *API) bearer(ctx context.Context) (string, error) {
 func (a *API) notLoggedIn(err error) error {
 	return &FixableError{
 		Cause: fmt.Sprintf("not logged in to %s, which pull tokens need", a.d.Settings.IssuerHost()),
-		Fix:   "docker-credential-cgr login",
+		Fix:   LoginCommand,
 		Err:   err,
 	}
 }
@@ -290,7 +290,7 @@ func (a *API) once(ctx context.Context, op, method, u, tok string, body []byte, 
 	if resp.StatusCode/100 != 2 {
 		err := apiError(op, resp.StatusCode, data)
 		if resp.StatusCode == http.StatusUnauthorized {
-			return &FixableError{Cause: err.Error(), Fix: "docker-credential-cgr login", Err: err}
+			return &FixableError{Cause: err.Error(), Fix: LoginCommand, Err: err}
 		}
 		return err
 	}

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/config"
 )
 
 const (
@@ -234,7 +236,7 @@ func browserLogin(ctx context.Context, d Deps, o LoginOptions) (*sessionRecord, 
 		case res.err != nil:
 			fmt.Fprint(w, loginPage("Login failed", res.err.Error()+". You may close this window."))
 		default:
-			fmt.Fprint(w, loginPage("Logged in", "docker-credential-cgr is logged in. You may close this window."))
+			fmt.Fprint(w, loginPage("Logged in", config.AppName+" is logged in. You may close this window."))
 		}
 		once.Do(func() { close(done) })
 	})
@@ -250,7 +252,7 @@ func browserLogin(ctx context.Context, d Deps, o LoginOptions) (*sessionRecord, 
 	fmt.Fprintf(stderr, "Opening browser to %s\n", authURL)
 	if d.OpenBrowser != nil {
 		if err := d.OpenBrowser(ctx, authURL); err != nil {
-			fmt.Fprintf(stderr, "Could not open a browser (%v): open the URL above yourself, or use `docker-credential-cgr login --headless`.\n", err)
+			fmt.Fprintf(stderr, "Could not open a browser (%v): open the URL above yourself, or use `%s`.\n", err, Command("login", "--headless"))
 		}
 	}
 	select {
@@ -292,7 +294,7 @@ func readCallback(q url.Values, issuer string) *callbackResult {
 	code, _ := strconv.Atoi(q.Get("status_code"))
 	switch {
 	case code == http.StatusNotFound:
-		return &callbackResult{err: &FixableError{Cause: fmt.Sprintf("login failed: your account is not registered/not found at %s%s", issuer, paren(msg)), Fix: "docker-credential-cgr login --org <your org>"}}
+		return &callbackResult{err: &FixableError{Cause: fmt.Sprintf("login failed: your account is not registered/not found at %s%s", issuer, paren(msg)), Fix: Command("login", "--org", "<your org>")}}
 	case msg == "" && code == 0:
 		return &callbackResult{err: errors.New("login failed: the issuer sent no token")}
 	default:

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cgrtools/docker-credential-cgr/internal/config"
 	"github.com/cgrtools/docker-credential-cgr/token"
 )
 
@@ -108,8 +109,8 @@ func pullTokenCreate(a *App) *cobra.Command {
 					if !old.Expiry.After(now) {
 						validity = "expired " + old.Expiry.UTC().Format(time.RFC3339)
 					}
-					fmt.Fprintf(cmd.ErrOrStderr(), "note: replaced the stored pull token %s (%s); it is not deleted: if nothing else uses it, run `docker-credential-cgr pull-token delete %s`\n",
-						old.Identity, validity, old.Identity)
+					fmt.Fprintf(cmd.ErrOrStderr(), "note: replaced the stored pull token %s (%s); it is not deleted: if nothing else uses it, run `%s pull-token delete %s`\n",
+						old.Identity, validity, config.AppName, old.Identity)
 				}
 			}
 			out := cmd.OutOrStdout()
