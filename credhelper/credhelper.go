@@ -118,7 +118,7 @@ func (h *Helper) autoLogin(d token.Deps, cause error) bool {
 	fmt.Fprintf(h.stderr(), "%s: %s; starting a new login\n", config.AppName, why)
 	org := ""
 	if info != nil {
-		org = info.Org
+		org = info.IDP
 	}
 	if _, err := token.Login(h.Ctx, d, token.LoginOptions{Org: org}); err != nil {
 		fmt.Fprintf(h.stderr(), "%s: the login did not finish: %s\n", config.AppName, oneLine(err.Error()))

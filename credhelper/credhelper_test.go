@@ -183,7 +183,10 @@ func TestCredentialOrder(t *testing.T) {
 	f.reload()
 	user, secret := f.get(host)
 	tok, err := token.Parse(secret)
-	if user != TokenUsername || err != nil || tok.Subject != id {
+	if err != nil {
+		t.Fatalf("with a workload identity, get answered %q and no readable token: %v", user, err)
+	}
+	if user != TokenUsername || tok.Subject != id {
 		t.Fatalf("with a workload identity, get answered %q for subject %q; want _token for %s", user, tok.Subject, id)
 	}
 }
@@ -226,8 +229,8 @@ func FuzzHandleStdin(f *testing.F) {
 	})
 }
 
-// list names what get would answer with: a `_token` given to store (no session), and the
-// workload identity ahead of a stored pull token.
+// list names what get would answer with: a `_token` given to store (no session); a stored
+// pull token (its identity) ahead of it; the workload identity ahead of the pull token.
 func TestListAgreesWithGet(t *testing.T) {
 	f := newFixture(t, nil)
 	host := f.emu.RegistryHost()
@@ -236,17 +239,72 @@ func TestListAgreesWithGet(t *testing.T) {
 	if out, code := f.do("store", string(in)); code != 0 {
 		t.Fatalf("store of a _token: %d %s", code, out)
 	}
-	if user, _ := f.get(host); user != TokenUsername {
-		t.Fatalf("get after store of a _token answered %q", user)
+	agree := func(what string) {
+		t.Helper()
+		user, _ := f.get(host)
+		if out, _ := f.do("list", ""); !strings.Contains(out, fmt.Sprintf("%q:%q", host, user)) {
+			t.Fatalf("%s: list = %s; want %s: %s, as get answers", what, out, host, user)
+		}
 	}
-	if out, _ := f.do("list", ""); !strings.Contains(out, `"`+host+`":"_token"`) {
-		t.Fatalf("list = %s; want %s: _token, as get answers", out, host)
+	agree("a _token given to store")
+
+	f.login()
+	pt, err := token.NewPullTokens(f.deps, token.NewSession(f.deps)).Create(context.Background(), token.CreateOptions{TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
 	}
-	f.env["CGR_IDENTITY"] = "0123456789abcdef0123456789abcdef01234567/0123456789abcdef"
-	f.env["CGR_IDENTITY_TOKEN"] = "/nonexistent"
+	in, _ = json.Marshal(map[string]string{"ServerURL": host, "Username": pt.Identity, "Secret": pt.Token})
+	if out, code := f.do("store", string(in)); code != 0 {
+		t.Fatalf("store of a pull token: %d %s", code, out)
+	}
+	if user, _ := f.get(host); user != pt.Identity {
+		t.Fatalf("get with a stored pull token answered %q", user)
+	}
+	agree("a stored pull token")
+
+	id := f.emu.AddAssumableIdentity(f.emu.Org(), f.emu.OIDCIssuerURL(), "ci", f.deps.Settings.IssuerHost())
+	tokFile := filepath.Join(t.TempDir(), "oidc-token")
+	if err := os.WriteFile(tokFile, []byte(f.emu.MintOIDCToken("ci", f.deps.Settings.IssuerHost(), time.Hour)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.env["CGR_IDENTITY"], f.env["CGR_IDENTITY_TOKEN"] = id, tokFile
 	f.reload()
-	if out, _ := f.do("list", ""); !strings.Contains(out, `"`+host+`":"_token"`) {
-		t.Fatalf("list with a workload identity = %s", out)
+	if user, _ := f.get(host); user != TokenUsername {
+		t.Fatalf("get with a workload identity answered %q", user)
+	}
+	agree("a workload identity ahead of the pull token")
+}
+
+// Auto-login is policy of the protocol layer, not of a source: a get whose own user session
+// can no longer be refreshed starts the browser login when AutoLogin is set (a person at the
+// terminal), and otherwise answers one line naming the login command. An identity session is
+// never replaced by a browser login.
+func TestAutoLogin(t *testing.T) {
+	for _, auto := range []bool{false, true} {
+		t.Run(fmt.Sprint("AutoLogin=", auto), func(t *testing.T) {
+			f := newFixture(t, nil)
+			f.deps.Clock = f.emu.Clock() // time passes for both sides
+			f.login()
+			f.emu.RevokeRefreshTokens()
+			f.emu.Clock().Advance(61 * time.Minute)
+			logins := f.emu.Count("oauth")
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			var stderr bytes.Buffer
+			h := &Helper{Ctx: ctx, Settings: f.deps.Settings, Deps: func(context.Context) (token.Deps, error) { return f.deps, nil }, Stderr: &stderr, AutoLogin: auto}
+			var out bytes.Buffer
+			code := Handle(h, "get", strings.NewReader(f.emu.RegistryHost()), &out)
+			switch {
+			case code == 0 && !auto:
+				t.Fatalf("without auto-login, a session whose refresh token is revoked served a token")
+			case auto && (code != 0 || f.emu.Count("oauth") != logins+1):
+				t.Fatalf("auto-login: exit %d, logins %d: %s; stderr %s", code, f.emu.Count("oauth")-logins, out.String(), stderr.String())
+			case auto && !strings.Contains(stderr.String(), "starting a new login"):
+				t.Errorf("auto-login said nothing on stderr: %q", stderr.String())
+			case !auto && (code != 1 || !strings.Contains(out.String(), "docker-credential-cgr login") || f.emu.Count("oauth") != logins):
+				t.Fatalf("without auto-login: exit %d %q, logins %d; want one line naming the login", code, out.String(), f.emu.Count("oauth")-logins)
+			}
+		})
 	}
 }
 

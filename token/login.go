@@ -150,6 +150,7 @@ func newUserSession(tok *Token, refreshToken string, skew time.Duration, org str
 		Subject:       tok.Subject,
 		Email:         tok.Email,
 		Org:           org,
+		IDP:           org,
 		SkewNS:        int64(skew),
 	}
 }

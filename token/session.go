@@ -46,7 +46,10 @@ func NewSession(d Deps) *Session {
 // SessionInfo describes the stored session (store only).
 type SessionInfo struct {
 	Kind                string // "user" or "identity"
-	Subject, Email, Org string // Org: org id given at login (--org) or learned, may be ""
+	Subject, Email, Org string // Org: org given at login (--org) or learned, may be ""
+	// IDP is the identity provider the login went through (login --org), "" for Chainguard's
+	// own: a new login (auto-login) goes the same way.
+	IDP string
 	RefreshExpiry       time.Time
 	Tokens              map[string]time.Time // cached tokens: audience → expiry
 	// Identity is the assumed identity id of an "identity" session.
@@ -67,6 +70,7 @@ type sessionRecord struct {
 	Subject       string               `json:"subject,omitempty"`
 	Email         string               `json:"email,omitempty"`
 	Org           string               `json:"org,omitempty"`
+	IDP           string               `json:"idp,omitempty"`
 	SkewNS        int64                `json:"skew_ns"`
 	Tokens        map[string]time.Time `json:"tokens,omitempty"` // cached audiences → expiry
 
@@ -554,7 +558,7 @@ func (s *Session) Info(ctx context.Context) (*SessionInfo, error) {
 		return nil, storeFixable(err)
 	}
 	info := &SessionInfo{
-		Kind: sess.kind(), Subject: sess.Subject, Email: sess.Email, Org: sess.Org,
+		Kind: sess.kind(), Subject: sess.Subject, Email: sess.Email, Org: sess.Org, IDP: sess.IDP,
 		RefreshExpiry: sess.RefreshExpiry, Identity: sess.Identity, Tokens: map[string]time.Time{},
 		Skew: sess.skew(),
 	}
