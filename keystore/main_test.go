@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,6 +38,8 @@ func runHelper(mode string) int {
 		err = helperWriter(ctx, dir)
 	case "locker":
 		err = helperLocker(ctx, dir, atoi(os.Getenv("CGR_HELPER_N")))
+	case "tempholder":
+		err = helperTempHolder(dir)
 	case "sudo":
 		return helperSudo(ctx)
 	default:
@@ -177,6 +180,25 @@ func helperCmd(t *testing.T, mode string, env ...string) *exec.Cmd {
 	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), append([]string{helperEnv + "=" + mode}, env...)...)
 	return cmd
+}
+
+// helperTempHolder is a writer caught between creating its temp file and the rename: it
+// prints the temp file's path and waits until stdin closes (or it is killed).
+func helperTempHolder(dir string) error {
+	f, err := newFileStore(dir)
+	if err != nil {
+		return err
+	}
+	tmp, err := f.createTemp("session")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.WriteString("a rotated refresh token"); err != nil {
+		return err
+	}
+	fmt.Println(tmp.Name())
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return nil
 }
 
 // helperSudo is the program under sudo: re-exec as the invoking user, then (as that

@@ -1,0 +1,24 @@
+//go:build !unix
+
+package keystore
+
+import (
+	"io/fs"
+	"os"
+	"time"
+)
+
+// staleTemp: without flock, a temp file older than this is taken for a killed writer's.
+const staleTemp = time.Hour
+
+// renameOpenFile: Windows cannot rename a file that is open.
+const renameOpenFile = false
+
+func lockTemp(*os.File) error { return nil }
+
+func removeAbandoned(path string, e fs.DirEntry) bool {
+	if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleTemp {
+		return os.Remove(path) == nil
+	}
+	return false
+}
