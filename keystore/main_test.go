@@ -218,6 +218,13 @@ func helperSudo(ctx context.Context) int {
 	fmt.Printf("xdg_runtime_dir=%s\n", os.Getenv("XDG_RUNTIME_DIR"))
 	fmt.Printf("dbus=%s\n", os.Getenv("DBUS_SESSION_BUS_ADDRESS"))
 	fmt.Printf("cgr=%s\n", os.Getenv("CGR_KEEP_ME"))
+	fmt.Printf("role=%s\n", SudoRole(os.Getenv))
+	var names []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		names = append(names, k)
+	}
+	fmt.Printf("env=%s\n", strings.Join(names, ","))
 	dir := filepath.Join(os.Getenv("HOME"), ".local", "share", "docker-credential-cgr")
 	s, err := Open(ctx, Options{Backend: "file", Dir: dir})
 	if err != nil {
