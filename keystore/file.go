@@ -240,15 +240,19 @@ func (f *fileStore) DeleteAll(ctx context.Context) error {
 
 // removeAbandonedTemps deletes the temp files whose writers are gone (removeAbandoned): a
 // temp file holds a secret, and one left by a killed writer must not outlive this run.
+// It runs on every open (every get), so it reads names only, unsorted; a name is looked at
+// further only when it is a temp file's.
 func (f *fileStore) removeAbandonedTemps() {
-	entries, err := os.ReadDir(f.dir)
+	d, err := os.Open(f.dir)
 	if err != nil {
 		return
 	}
+	names, _ := d.Readdirnames(-1)
+	_ = d.Close()
 	removed := false
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), tempPrefix) && e.Type().IsRegular() {
-			removed = removeAbandoned(filepath.Join(f.dir, e.Name()), e) || removed
+	for _, n := range names {
+		if strings.HasPrefix(n, tempPrefix) {
+			removed = removeAbandoned(filepath.Join(f.dir, n)) || removed
 		}
 	}
 	if removed {

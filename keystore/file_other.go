@@ -3,7 +3,6 @@
 package keystore
 
 import (
-	"io/fs"
 	"os"
 	"time"
 )
@@ -16,8 +15,8 @@ const renameOpenFile = false
 
 func lockTemp(*os.File) error { return nil }
 
-func removeAbandoned(path string, e fs.DirEntry) bool {
-	if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleTemp {
+func removeAbandoned(path string) bool {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > staleTemp {
 		return os.Remove(path) == nil
 	}
 	return false

@@ -26,7 +26,7 @@ func lockTemp(f *os.File) error {
 // removeAbandoned removes the temp file at path when no writer holds its lock, and
 // reports whether it did. It is opened without following a link, and without blocking on
 // whatever else may have been put there.
-func removeAbandoned(path string, _ fs.DirEntry) bool {
+func removeAbandoned(path string) bool {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return false
