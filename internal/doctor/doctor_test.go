@@ -240,26 +240,17 @@ func TestProbeImageAgainstEmulator(t *testing.T) {
 
 // An expired pull token is a 400 from /token during a pull (PROTOCOL.md section 7).
 func TestProbeExpiredPullToken(t *testing.T) {
-	var srv *httptest.Server
-	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/v2/":
-			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="%s/token",service="cgr.dev"`, srv.URL))
-			w.WriteHeader(http.StatusUnauthorized)
-		case "/token":
-			if r.URL.Query().Get("scope") != "repository:acme.example/app:pull" || r.URL.Query().Get("service") != "cgr.dev" {
-				t.Errorf("token query %s", r.URL.RawQuery)
-			}
-			if u, _, ok := r.BasicAuth(); !ok || u != "0123456789012345678901234567890123456789/0123456789abcdef" {
-				t.Errorf("basic auth user %q", u)
-			}
-			w.WriteHeader(http.StatusBadRequest)
-			w.Write([]byte(`{"errors":[{"code":"BAD_REQUEST","message":"rpc error: code = InvalidArgument desc = this identity's keys have expired"}]}`))
+	host := challenging(t, func(self string) string { return self + "/token" }, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("scope") != "repository:acme.example/app:pull" || r.URL.Query().Get("service") != "cgr.dev" {
+			t.Errorf("token query %s", r.URL.RawQuery)
 		}
-	}))
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
-	p := ProbeImage(context.Background(), host, "acme.example/app", "0123456789012345678901234567890123456789/0123456789abcdef", "jwt", srv.Client())
+		if u, _, ok := r.BasicAuth(); !ok || u != "0123456789012345678901234567890123456789/0123456789abcdef" {
+			t.Errorf("basic auth user %q", u)
+		}
+		w.WriteHeader(http.StatusBadRequest)
+		w.Write([]byte(`{"errors":[{"code":"BAD_REQUEST","message":"rpc error: code = InvalidArgument desc = this identity's keys have expired"}]}`))
+	})
+	p := ProbeImage(context.Background(), host, "acme.example/app", "0123456789012345678901234567890123456789/0123456789abcdef", "jwt", &http.Client{Timeout: 10 * time.Second})
 	if p.Status != Fail || !strings.Contains(p.Cause, "pull token has expired") || !strings.Contains(p.Fix, "pull-token create --save") ||
 		p.TokenOrg != "0123456789012345678901234567890123456789" {
 		t.Errorf("%+v", p)
@@ -397,18 +388,8 @@ func TestProbeSendsCredentialsOnlyToOwnRealm(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			leaked = nil
-			var srv *httptest.Server
-			srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				switch r.URL.Path {
-				case "/v2/":
-					w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="%s",service="cgr.dev"`, c.realm(srv.URL)))
-					w.WriteHeader(http.StatusUnauthorized)
-				case "/token":
-					c.token(w, r, srv.URL)
-				}
-			}))
-			defer srv.Close()
-			host := strings.TrimPrefix(srv.URL, "http://")
+			var host string
+			host = challenging(t, c.realm, func(w http.ResponseWriter, r *http.Request) { c.token(w, r, "http://"+host) })
 			p := ProbeImage(context.Background(), host, "acme.example/app", "_token", secret, &http.Client{Timeout: 5 * time.Second})
 			if p.Status != Fail || !strings.Contains(p.Cause, c.want) || strings.Contains(p.Cause+p.Fix, secret) {
 				t.Fatalf("%+v, want a failure saying %q", p, c.want)
@@ -428,19 +409,10 @@ func TestProbeSendsCredentialsOnlyToOwnRealm(t *testing.T) {
 
 // A registry's words reach the terminal as one printable line: no escape sequences.
 func TestProbeRegistryTextIsSafe(t *testing.T) {
-	var srv *httptest.Server
-	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/v2/":
-			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="%s/token",service="cgr.dev"`, srv.URL))
-			w.WriteHeader(http.StatusUnauthorized)
-		case "/token":
-			w.WriteHeader(http.StatusInternalServerError)
-			w.Write([]byte("{\"errors\":[{\"code\":\"DENIED\",\"message\":\"no\\u001b]0;pwned\\u0007 access\\u001b[2J\\n\\u202espoof\"}]}"))
-		}
-	}))
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
+	host := challenging(t, func(self string) string { return self + "/token" }, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		w.Write([]byte("{\"errors\":[{\"code\":\"DENIED\",\"message\":\"no\\u001b]0;pwned\\u0007 access\\u001b[2J\\n\\u202espoof\"}]}"))
+	})
 	c := ImageCheck(ImageOptions{Ref: host + "/acme.example/app", Hosts: []string{host},
 		Credentials: func(context.Context, string) (string, string, error) { return "_token", "secret", nil }})
 	r := Run(context.Background(), []Check{c})
@@ -471,4 +443,22 @@ func TestStoreCheckNamesUnusableStore(t *testing.T) {
 		!strings.Contains(res.Saw, "nothing can be stored") || !strings.Contains(res.Fix, "CGR_STORE_DIR") {
 		t.Fatalf("%+v", res)
 	}
+}
+
+// challenging is a registry whose /v2/ asks for a Bearer token at realm(its own URL) and whose
+// /token answers with token; it returns its host:port.
+func challenging(t *testing.T, realm func(self string) string, token http.HandlerFunc) string {
+	t.Helper()
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v2/":
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q,service="cgr.dev"`, realm(srv.URL)))
+			w.WriteHeader(http.StatusUnauthorized)
+		case "/token":
+			token(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
 }
