@@ -12,8 +12,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"os/user"
-	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -26,6 +24,7 @@ import (
 	"github.com/cgrtools/docker-credential-cgr/credhelper"
 	"github.com/cgrtools/docker-credential-cgr/internal/cli"
 	"github.com/cgrtools/docker-credential-cgr/internal/config"
+	"github.com/cgrtools/docker-credential-cgr/internal/coredump"
 	"github.com/cgrtools/docker-credential-cgr/keystore"
 	"github.com/cgrtools/docker-credential-cgr/token"
 )
@@ -46,6 +45,10 @@ const (
 )
 
 func main() {
+	// First, before any secret is in memory: no core dump may hold one, and no other
+	// process of the user may read this one's memory. A refusal changes nothing the user
+	// could act on, so it is not reported (internal/coredump's test checks it works).
+	_ = coredump.Disable()
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv))
 }
 
@@ -55,13 +58,17 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 		return refreshWorker(ctx, args[1:], getenv)
 	}
 
-	// Under sudo, work as the invoking user on that user's store, so `docker pull` and
-	// `sudo docker pull` share one login. configure writes root's files too, so it stays root.
+	// Under sudo, work as the invoking user, with that user's settings and store, so
+	// `docker pull` and `sudo docker pull` share one login; when that is impossible, stop
+	// (never carry on as root with the user's settings). configure splits itself: the user's
+	// files written as the user, then root's as root (internal/cli/configure_sudo.go).
 	if commandName(args) != "configure" {
-		if ran, code, err := keystore.SudoReexec(getenv, args, stdin, stdout, stderr); ran {
+		ran, code, err := keystore.SudoReexec(getenv, args, stdin, stdout, stderr)
+		if err != nil {
+			return sudoStop(args, err, stdout, stderr)
+		}
+		if ran {
 			return code
-		} else if err != nil {
-			fmt.Fprintf(stderr, "%s: %v\n", config.AppName, err)
 		}
 	}
 
@@ -87,9 +94,6 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 		Interactive: interactive,
 		NewDeps:     detached(cli.DefaultNewDeps(stderr, getenv)),
 	}
-	// configure stays root under sudo (it writes root's files too), but the settings are the
-	// invoking user's, as for every other command.
-	app.Flags.ConfigDir = sudoUserConfigDir(getenv)
 	return cli.Execute(ctx, app, args)
 }
 
@@ -319,19 +323,22 @@ func Version() string {
 	return "(devel)"
 }
 
-// sudoUserConfigDir is the invoking user's config dir when running under sudo with sharing
-// on, else "" (the process's own).
-func sudoUserConfigDir(getenv func(string) string) string {
-	uid := getenv("SUDO_UID")
-	if os.Geteuid() != 0 || uid == "" || uid == "0" {
-		return ""
+// sudoStop answers a run that cannot work as the sudo user: one line where its caller looks
+// (stdout for a protocol action, as clients print it; stderr for a person), exit 1. list
+// answers {} as it does whenever nothing can be listed.
+func sudoStop(args []string, err error, stdout, stderr io.Writer) int {
+	line := fmt.Sprintf("%s: %s", config.AppName, strings.Join(strings.Fields(err.Error()), " "))
+	if len(args) == 1 {
+		switch args[0] {
+		case "list":
+			fmt.Fprintln(stderr, line)
+			fmt.Fprintln(stdout, "{}")
+			return 0
+		case "get", "store", "erase":
+			fmt.Fprintln(stdout, line)
+			return 1
+		}
 	}
-	if keystore.SudoShareDisabled(getenv) {
-		return ""
-	}
-	u, err := user.LookupId(uid)
-	if err != nil || u.HomeDir == "" {
-		return ""
-	}
-	return filepath.Join(u.HomeDir, ".config")
+	fmt.Fprintln(stderr, line)
+	return 1
 }

@@ -36,7 +36,9 @@ type sudoWorld struct {
 	uid, gid int
 	bin      string // directory with docker-credential-cgr and cgr-emulator, 0755
 	rootHome string // a stand-in HOME for root, so the machine's /root is never touched
-	rootEnv  map[string]string
+	// runtimeDir is the user's /run/user/<uid>; "" when the test removed it.
+	runtimeDir string
+	rootEnv    map[string]string
 }
 
 func copyExecutable(t *testing.T, from, to string) {
@@ -82,6 +84,16 @@ func newSudoWorld(t *testing.T) *sudoWorld {
 	sw := &sudoWorld{t: t, u: u}
 	fmt.Sscan(u.Uid, &sw.uid)
 	fmt.Sscan(u.Gid, &sw.gid)
+	// The user's session runtime dir, as pam_systemd creates it at login: the user's
+	// containers auth file is then there, whatever root's podman did to /run/containers.
+	sw.runtimeDir = filepath.Join("/run/user", u.Uid)
+	if err := os.MkdirAll(sw.runtimeDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(sw.runtimeDir, sw.uid, sw.gid); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sw.runtimeDir) })
 
 	// The binaries, where the user can run them (TestMain's build dir is root's, 0700).
 	dir, err := os.MkdirTemp("", "cgr-sudo-bin-")
@@ -128,11 +140,15 @@ func newSudoWorld(t *testing.T) *sudoWorld {
 }
 
 func (sw *sudoWorld) userEnv() []string {
-	return []string{
+	env := []string{
 		"HOME=" + sw.u.HomeDir, "USER=" + sw.u.Username, "LOGNAME=" + sw.u.Username,
 		"PATH=" + sw.bin + ":/usr/local/bin:/usr/bin:/bin",
 		"BROWSER=" + filepath.Join(sw.bin, "cgr-emulator") + " browse",
 	}
+	if sw.runtimeDir != "" {
+		env = append(env, "XDG_RUNTIME_DIR="+sw.runtimeDir)
+	}
+	return env
 }
 
 func (sw *sudoWorld) exec(env []string, dir, stdin, name string, args ...string) result {
@@ -335,4 +351,207 @@ func dockerUp() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	return exec.CommandContext(ctx, "docker", "info").Run() == nil
+}
+
+// rootDir is a directory of root's the user can read (mode) or not; removed afterwards.
+func rootDir(t *testing.T, mode os.FileMode) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "cgr-root-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	if err := os.Chmod(d, mode); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// `sudo docker-credential-cgr configure` with the user's config files linked into places
+// the user could not write: nothing is created or rewritten there (the user's files are
+// written as the user, who cannot), the failures are named, and root's own files are
+// still wired. Before, root followed the links: it created a file in a root-only directory,
+// owned by the user, and rewrote a root-owned file.
+func TestSudoConfigureFollowsNoLinkOfTheUser(t *testing.T) {
+	sw := newSudoWorld(t)
+	rootOnly := rootDir(t, 0o700)
+	readable := rootDir(t, 0o755)
+	rootFile := filepath.Join(readable, "auth.json")
+	if err := os.WriteFile(rootFile, []byte(`{"auths":{}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(rootFile)
+	dockerLink := filepath.Join(sw.u.HomeDir, ".docker", "config.json")
+	containersLink := filepath.Join(sw.u.HomeDir, ".config", "containers", "auth.json")
+	script := fmt.Sprintf(`mkdir -p "$HOME/.docker" "$HOME/.config/containers" && ln -s %s %s && ln -s %s %s`,
+		filepath.Join(rootOnly, "config.json"), dockerLink, rootFile, containersLink)
+	if r := sw.asUser("", "sh", "-c", script); r.code != 0 {
+		t.Fatalf("linking the user's files: %s", r.stderr)
+	}
+
+	r := sw.asSudo("", sw.helperPath(), "configure")
+	if r.code != 1 || !strings.Contains(r.stderr, sw.u.Username+": "+dockerLink+": ") || !strings.Contains(r.stderr, sw.u.Username+": "+containersLink+": ") ||
+		!strings.Contains(r.stderr, "permission denied") || !strings.Contains(r.stderr, "2 config file(s) could not be changed") {
+		t.Fatalf("sudo configure with links into root's places: exit %d\n%s", r.code, r.stderr)
+	}
+	if entries, _ := os.ReadDir(rootOnly); len(entries) != 0 {
+		t.Errorf("a file was created in a root-only directory through the user's link: %v", entries)
+	}
+	after, _ := os.Stat(rootFile)
+	if b, _ := os.ReadFile(rootFile); string(b) != `{"auths":{}}` || !after.ModTime().Equal(before.ModTime()) || after.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Errorf("the root-owned file the user linked to was rewritten: %s", b)
+	}
+	// What could be done was done: the user's helm file (as the user) and root's files.
+	for _, f := range []string{
+		filepath.Join(sw.u.HomeDir, ".config", "helm", "registry", "config.json"),
+		filepath.Join(sw.rootEnv["DOCKER_CONFIG"], "config.json"), sw.rootEnv["REGISTRY_AUTH_FILE"], sw.rootEnv["HELM_REGISTRY_CONFIG"],
+	} {
+		if b, err := os.ReadFile(f); err != nil || !strings.Contains(string(b), sw.emu.RegistryHost()) {
+			t.Errorf("%s not wired: %v", f, err)
+		}
+	}
+	noRootFiles(t, sw.u.HomeDir, sw.uid)
+}
+
+// The helper installed where the user cannot run it (root's own directory): under sudo it
+// cannot work as the user, so every command stops with one line that says why and where to
+// install it, and nothing of the user's runs or is touched as root: not the user's browser:
+// command, not the user's store_dir. Before, root carried on with the user's config.yaml.
+func TestSudoStopsWhenTheUserCannotRunIt(t *testing.T) {
+	sw := newSudoWorld(t)
+	hidden := filepath.Join(rootDir(t, 0o700), "docker-credential-cgr")
+	copyExecutable(t, helperBin, hidden)
+	marks := rootDir(t, 0o777)
+	browser := filepath.Join(sw.bin, "browser")
+	if err := os.WriteFile(browser, []byte(fmt.Sprintf("#!/bin/sh\nid -u >> %s/browser-ran\nexec %s browse \"$@\"\n", marks, filepath.Join(sw.bin, "cgr-emulator"))), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	store := filepath.Join(sw.u.HomeDir, "mystore")
+	setting := fmt.Sprintf("browser: %s\nstore_dir: %s\n", browser, store)
+	if r := sw.asUser(setting, "sh", "-c", `mkdir -m 0700 "$HOME/mystore" && cat >> "$HOME/.config/docker-credential-cgr/config.yaml"`); r.code != 0 {
+		t.Fatalf("the user's settings: %s", r.stderr)
+	}
+	host := sw.emu.RegistryHost()
+	for _, args := range [][]string{{"get"}, {"login"}, {"status"}, {"doctor"}, {"configure"}, {"logout"}} {
+		r := sw.asSudo(host, hidden, args...)
+		line := strings.TrimSpace(r.stderr)
+		if args[0] == "get" {
+			line = strings.TrimSpace(r.stdout)
+		}
+		if r.code == 0 || strings.Contains(line, "\n") || !strings.Contains(line, "cannot run "+hidden) ||
+			!strings.Contains(line, "sudo install -m 0755 "+hidden+" /usr/local/bin/docker-credential-cgr") {
+			t.Errorf("sudo %s from a root-only directory: exit %d, want one line saying where to install it; stdout %q stderr %q", args[0], r.code, r.stdout, r.stderr)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(marks, "browser-ran")); err == nil {
+		t.Errorf("the user's browser: command ran as uid %s", strings.TrimSpace(string(b)))
+	}
+	if fi, err := os.Stat(store); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("the user's store_dir was changed: %v %v", fi.Mode(), err)
+	}
+	if entries, _ := os.ReadDir(store); len(entries) != 0 {
+		t.Errorf("root wrote into the user's store: %v", entries)
+	}
+	noRootFiles(t, sw.u.HomeDir, sw.uid)
+	if _, err := os.Stat(filepath.Join(sw.rootHome, ".local")); err == nil {
+		t.Error("root carried on with a store of its own")
+	}
+}
+
+// Under sudo the helper runs as the user with a listed minimal environment: root's secrets
+// (cloud keys) and root's per-user paths never reach a process of the user's, where
+// /proc/<pid>/environ would show them; and the helper itself keeps its environment from the
+// user's other processes. The login's browser, a process of the user's started by the
+// re-executed helper, records what it got.
+func TestSudoChildSeesNoRootSecrets(t *testing.T) {
+	sw := newSudoWorld(t)
+	sw.rootEnv["AWS_SECRET_ACCESS_KEY"] = "root-aws-secret-0123456789"
+	sw.rootEnv["GOOGLE_APPLICATION_CREDENTIALS"] = "/root/gcp-key.json"
+	sw.rootEnv["HTTPS_PROXY"] = "http://127.0.0.1:9" // kept: the child reaches the issuer the same way...
+	sw.rootEnv["NO_PROXY"] = "127.0.0.1,localhost"   // ...and the emulator is local
+	logf := filepath.Join(rootDir(t, 0o777), "browser-env")
+	browser := filepath.Join(sw.bin, "browser")
+	script := fmt.Sprintf(`#!/bin/sh
+{ echo "uid=$(id -u)"; env; if cat /proc/$PPID/environ >/dev/null 2>&1; then echo "HELPER_ENVIRON=readable"; else echo "HELPER_ENVIRON=closed"; fi; } > %s
+exec %s browse "$@"
+`, logf, filepath.Join(sw.bin, "cgr-emulator"))
+	if err := os.WriteFile(browser, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if r := sw.asUser("browser: "+browser+"\n", "sh", "-c", `cat >> "$HOME/.config/docker-credential-cgr/config.yaml"`); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	if r := sw.asSudo("", sw.helperPath(), "login"); r.code != 0 {
+		t.Fatalf("sudo login: exit %d: %s", r.code, r.stderr)
+	}
+	b, err := os.ReadFile(logf)
+	if err != nil {
+		t.Fatalf("the browser did not run: %v", err)
+	}
+	env := string(b)
+	if !strings.Contains(env, "uid="+sw.u.Uid+"\n") || !strings.Contains(env, "HOME="+sw.u.HomeDir+"\n") {
+		t.Fatalf("the browser did not run as the user:\n%s", env)
+	}
+	for _, k := range []string{"AWS_SECRET_ACCESS_KEY", "GOOGLE_APPLICATION_CREDENTIALS", "DOCKER_CONFIG", "REGISTRY_AUTH_FILE", "HELM_REGISTRY_CONFIG", "SUDO_COMMAND"} {
+		if strings.Contains(env, "\n"+k+"=") || strings.HasPrefix(env, k+"=") {
+			t.Errorf("root's %s reached a process of the user's", k)
+		}
+	}
+	noSecretIn(t, "a user process's environment", env, sw.rootEnv["AWS_SECRET_ACCESS_KEY"])
+	for _, k := range []string{"CGR_AUTO_LOGIN", "HTTPS_PROXY", "NO_PROXY", "SUDO_UID", "PATH"} {
+		if !strings.Contains(env, "\n"+k+"=") {
+			t.Errorf("%s, on the list, did not reach the child", k)
+		}
+	}
+	if !strings.Contains(env, "HELPER_ENVIRON=closed") {
+		t.Error("the helper's /proc/<pid>/environ is readable by the user's other processes")
+	}
+}
+
+// A user with no session runtime dir (no /run/user/<uid>) on a machine where root's podman
+// made /run/containers root-only: podman, skopeo and buildah read /run/containers/<uid>/
+// auth.json first and stop at it, for every image. `sudo configure` wires the user's files as
+// the user (never creating /run/containers/<uid> for them) and says what to do; doctor says it
+// too; with the fix as printed skopeo pulls. In a private mount namespace, so the machine's
+// /run is never touched and the test does not depend on what ran on it.
+func TestSudoConfigureUserWithoutRuntimeDir(t *testing.T) {
+	sw := newSudoWorld(t)
+	skopeo := need(t, "skopeo")
+	need(t, "unshare")
+	os.RemoveAll(sw.runtimeDir)
+	sw.runtimeDir = ""
+	inNS := func(argv ...string) []string {
+		return append([]string{"unshare", "-m", "--propagation", "private", "--", "sh", "-c",
+			`mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -m 0700 /run/containers && exec "$@"`, "sh"}, argv...)
+	}
+	primary := fmt.Sprintf("/run/containers/%s/auth.json", sw.u.Uid)
+	persistent := filepath.Join(sw.u.HomeDir, ".config", "containers", "auth.json")
+	fix := "export REGISTRY_AUTH_FILE=" + persistent
+
+	argv := inNS(sw.helperPath(), "configure")
+	r := sw.asSudo("", argv[0], argv[1:]...)
+	if r.code != 0 || !strings.Contains(r.stderr, sw.u.Username+": fail: podman, skopeo and buildah read "+primary+" first and stop there, for every image") || !strings.Contains(r.stderr, "fix: "+fix) {
+		t.Fatalf("sudo configure for a user without a runtime dir: exit %d\n%s", r.code, r.stderr)
+	}
+	sw.assertWired()
+	noRootFiles(t, sw.u.HomeDir, sw.uid)
+
+	asUser := func(extra []string, name string, args ...string) result {
+		argv := inNS(append([]string{"setpriv", "--reuid=" + sw.u.Uid, "--regid=" + sw.u.Gid, "--init-groups", "--", name}, args...)...)
+		return sw.exec(append(sw.userEnv(), extra...), sw.u.HomeDir, "", argv[0], argv[1:]...)
+	}
+	public := "docker://" + sw.emu.PublicImage()
+	if r := asUser(nil, sw.helperPath(), "doctor"); r.code != 1 || !strings.Contains(r.stdout, "fix: "+fix) {
+		t.Errorf("doctor as the user: exit %d\n%s", r.code, r.stdout)
+	}
+	if r := asUser(nil, skopeo, "inspect", "--raw", "--tls-verify=false", public); r.code == 0 || !strings.Contains(r.stderr, "permission denied") {
+		t.Fatalf("skopeo without the fix: exit %d (the finding would be wrong): %s", r.code, r.stderr)
+	}
+	withFix := []string{"REGISTRY_AUTH_FILE=" + persistent}
+	if r := asUser(withFix, skopeo, "inspect", "--raw", "--tls-verify=false", public); r.code != 0 {
+		t.Errorf("skopeo with the fix as printed: exit %d: %s", r.code, r.stderr)
+	}
+	if r := asUser(withFix, sw.helperPath(), "doctor", "--json"); !strings.Contains(r.stdout, `"check": "containers config"`) || strings.Contains(r.stdout, primary) {
+		t.Errorf("doctor with the fix still names %s:\n%s", primary, r.stdout)
+	}
 }

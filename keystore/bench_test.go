@@ -59,3 +59,27 @@ func benchGet(b *testing.B, s Store) {
 		}
 	}
 }
+
+// BenchmarkFileOpen is what every get pays to open a file store holding a login (a session,
+// two cached tokens, a pull token, locks and state): the directory checks and the look for
+// temp files left by killed writers.
+func BenchmarkFileOpen(b *testing.B) {
+	dir := b.TempDir()
+	s, err := Open(context.Background(), Options{Backend: "file", Dir: dir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, k := range []string{"session/i", "token/i/cgr.dev", "token/i/x", "pull/cgr.dev"} {
+		if err := s.Set(context.Background(), k, bigValue(1500, 1)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if unlock, err := Lock(context.Background(), dir, "refresh-i"); err == nil {
+		unlock()
+	}
+	for b.Loop() {
+		if _, err := Open(context.Background(), Options{Backend: "file", Dir: dir}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

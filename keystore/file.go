@@ -11,31 +11,55 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"time"
 )
 
 const (
 	secretSuffix = ".secret" // one file per key: <escaped key>.secret
-	tempPrefix   = ".tmp-"   // os.CreateTemp pattern for files being written
-	staleTemp    = time.Hour // temp files older than this were left by a killed writer
+	tempPrefix   = ".tmp-"   // os.CreateTemp pattern for files being written: .tmp-<escaped key>-<random>
 )
 
 // fileStore keeps one 0600 file per key in a 0700 directory. Set writes a temporary file
 // in the same directory, fsyncs it and renames it over the old one, so a reader (or a
 // writer killed at any point) sees the old or the new value, never a torn one.
+//
+// A temp file holds a secret, so none may outlive the next run: its writer holds an
+// exclusive lock on it from creation until the rename, and every run that opens the store
+// removes the temp files it can lock, whose writers are gone (killed, or the machine lost
+// power). A writer still running is never robbed of its file.
 type fileStore struct {
 	dir string
+	// missing: the directory does not exist and cannot be created (a read-only home, a
+	// hardened container). Nothing can be stored there, so nothing is: reads find nothing,
+	// writes fail with this error (ErrUnavailable and the reason).
+	missing error
 }
 
 func newFileStore(dir string) (*fileStore, error) {
 	if err := ensureDir(dir); err != nil {
+		var md *missingDirError
+		if errors.As(err, &md) {
+			return &fileStore{dir: dir, missing: err}, nil
+		}
 		return nil, err
 	}
-	return &fileStore{dir: dir}, nil
+	f := &fileStore{dir: dir}
+	f.removeAbandonedTemps()
+	return f, nil
 }
 
-func (f *fileStore) Kind() string     { return "file" }
-func (f *fileStore) Describe() string { return "file store " + f.dir }
+func (f *fileStore) Kind() string { return "file" }
+func (f *fileStore) Describe() string {
+	if f.missing != nil {
+		var md *missingDirError
+		if errors.As(f.missing, &md) {
+			return fmt.Sprintf("file store %s (cannot be created: %v)", f.dir, pathErrCause(md.err))
+		}
+	}
+	return "file store " + f.dir
+}
+
+// unusable is why nothing can be stored, or nil (see Unusable).
+func (f *fileStore) unusable() error { return f.missing }
 
 // fileName maps a key to a file name: bytes outside [A-Za-z0-9._@-] are %XX-escaped (so
 // '/' can never make a path); names that would grow too long for the file system use a
@@ -70,6 +94,9 @@ func (f *fileStore) Get(ctx context.Context, key string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if f.missing != nil {
+		return nil, fmt.Errorf("%q: %w", key, ErrNotFound)
+	}
 	b, err := os.ReadFile(f.path(key))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%q: %w", key, ErrNotFound)
@@ -90,25 +117,26 @@ func (f *fileStore) Set(ctx context.Context, key string, value []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := f.write(f.path(key), value); err != nil {
+	if f.missing != nil {
+		return fmt.Errorf("writing %q: %w", key, f.missing)
+	}
+	if err := f.write(key, value); err != nil {
 		return fmt.Errorf("%w: writing %q: %v", ErrUnavailable, key, err)
 	}
-	f.removeStaleTemps()
 	return nil
 }
 
-func (f *fileStore) write(dst string, value []byte) (err error) {
-	// CreateTemp opens with O_CREATE|O_EXCL and mode 0600: the file is never readable by
-	// others, not even for an instant, and no chmod follows its creation.
-	tmp, err := os.CreateTemp(f.dir, tempPrefix+"*")
+func (f *fileStore) write(key string, value []byte) (err error) {
+	dst := f.path(key)
+	tmp, err := f.createTemp(key)
 	if err != nil {
 		return err
 	}
 	defer func() {
 		if err != nil {
-			_ = tmp.Close()
 			_ = os.Remove(tmp.Name())
 		}
+		_ = tmp.Close() // after the rename: releases the temp file's lock
 	}()
 	if _, err = tmp.Write(value); err != nil {
 		return err
@@ -116,13 +144,45 @@ func (f *fileStore) write(dst string, value []byte) (err error) {
 	if err = tmp.Sync(); err != nil {
 		return err
 	}
-	if err = tmp.Close(); err != nil {
-		return err
+	if !renameOpenFile {
+		if err = tmp.Close(); err != nil {
+			return err
+		}
 	}
 	if err = os.Rename(tmp.Name(), dst); err != nil {
 		return err
 	}
 	return syncDir(f.dir)
+}
+
+// createTemp creates a temp file for key, locked (lockTemp) and still in place. CreateTemp
+// opens with O_CREATE|O_EXCL and mode 0600: it never follows a link, the file is never
+// readable by others, not even for an instant, and no chmod follows its creation. Between
+// its creation and its lock, another run may take the file for abandoned and remove it;
+// then a new one is made.
+func (f *fileStore) createTemp(key string) (*os.File, error) {
+	for attempt := 0; ; attempt++ {
+		tmp, err := os.CreateTemp(f.dir, tempPrefix+escapeName(key)+"-*")
+		if err != nil {
+			return nil, err
+		}
+		err = lockTemp(tmp)
+		if err == nil {
+			var fi, li fs.FileInfo
+			if fi, err = tmp.Stat(); err == nil {
+				if li, err = os.Lstat(tmp.Name()); err == nil && !os.SameFile(fi, li) {
+					err = fs.ErrNotExist
+				}
+			}
+			if err == nil {
+				return tmp, nil
+			}
+		}
+		_ = tmp.Close()
+		if attempt == 2 {
+			return nil, fmt.Errorf("creating a temp file: %w", err)
+		}
+	}
 }
 
 func (f *fileStore) Delete(ctx context.Context, key string) error {
@@ -131,6 +191,9 @@ func (f *fileStore) Delete(ctx context.Context, key string) error {
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if f.missing != nil {
+		return nil // nothing can be stored, so nothing is
 	}
 	err := os.Remove(f.path(key))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -147,6 +210,9 @@ func (f *fileStore) Delete(ctx context.Context, key string) error {
 func (f *fileStore) DeleteAll(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if f.missing != nil {
+		return nil
 	}
 	entries, err := os.ReadDir(f.dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -172,20 +238,25 @@ func (f *fileStore) DeleteAll(ctx context.Context) error {
 	return nil
 }
 
-// removeStaleTemps deletes temp files a killed writer left behind. Only old ones: a
-// younger one may belong to a writer that is still running.
-func (f *fileStore) removeStaleTemps() {
-	entries, err := os.ReadDir(f.dir)
+// removeAbandonedTemps deletes the temp files whose writers are gone (removeAbandoned): a
+// temp file holds a secret, and one left by a killed writer must not outlive this run.
+// It runs on every open (every get), so it reads names only, unsorted; a name is looked at
+// further only when it is a temp file's.
+func (f *fileStore) removeAbandonedTemps() {
+	d, err := os.Open(f.dir)
 	if err != nil {
 		return
 	}
-	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), tempPrefix) {
-			continue
+	names, _ := d.Readdirnames(-1)
+	_ = d.Close()
+	removed := false
+	for _, n := range names {
+		if strings.HasPrefix(n, tempPrefix) {
+			removed = removeAbandoned(filepath.Join(f.dir, n)) || removed
 		}
-		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleTemp {
-			_ = os.Remove(filepath.Join(f.dir, e.Name()))
-		}
+	}
+	if removed {
+		_ = syncDir(f.dir)
 	}
 }
 

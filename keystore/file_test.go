@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 )
 
 func openFile(t *testing.T, dir string) Store {
@@ -89,13 +88,14 @@ func TestFileRoundTripAndModes(t *testing.T) {
 	}
 }
 
-// An existing store directory we own that others can read or write is made 0700: anyone
-// who can write to it could plant a secret that Get would serve.
-func TestFileExistingOpenDirTightened(t *testing.T) {
+// An existing store directory we own that others can read or enter is made 0700; one that
+// others can write is refused and left as it is (CONTRACT 3a): files may already have been
+// planted in it, and Get would serve them.
+func TestFileExistingOpenDirTightenedOrRefused(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("no unix permission bits")
 	}
-	for _, mode := range []os.FileMode{0o755, 0o777, 0o750, 0o701} {
+	for _, mode := range []os.FileMode{0o755, 0o750, 0o701, 0o744} {
 		dir := t.TempDir()
 		if err := os.Chmod(dir, mode); err != nil {
 			t.Fatal(err)
@@ -104,6 +104,22 @@ func TestFileExistingOpenDirTightened(t *testing.T) {
 		fi, _ := os.Stat(dir)
 		if fi.Mode().Perm() != 0o700 {
 			t.Fatalf("existing %v dir left at %v, want 0700", mode, fi.Mode().Perm())
+		}
+	}
+	for _, mode := range []os.FileMode{0o777, 0o770, 0o702, 0o720} {
+		dir := t.TempDir()
+		if err := os.Chmod(dir, mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Open(context.Background(), Options{Backend: "file", Dir: dir})
+		if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "writable by others") || !strings.Contains(err.Error(), "chmod 700 "+dir) {
+			t.Fatalf("Open on our own %v dir: %v, want a refusal that says how to fix it", mode, err)
+		}
+		if _, err := Lock(context.Background(), dir, "x"); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("Lock in our own %v dir: %v", mode, err)
+		}
+		if fi, _ := os.Stat(dir); fi.Mode().Perm() != mode {
+			t.Fatalf("a refused %v dir was chmodded to %v", mode, fi.Mode().Perm())
 		}
 	}
 	// A private directory keeps the mode its owner chose.
@@ -117,6 +133,40 @@ func TestFileExistingOpenDirTightened(t *testing.T) {
 	}
 	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o500 {
 		t.Fatalf("private dir mode changed to %v", fi.Mode().Perm())
+	}
+}
+
+// A private (0700) directory that belongs to another user is refused too: whoever owns it
+// decides what is in it.
+func TestFileForeignPrivateDirRefused(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no unix permission bits")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a directory to another uid")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, fileName("session")), []byte("planted"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Skipf("chown: %v", err)
+	}
+	_, err := Open(context.Background(), Options{Backend: "file", Dir: dir})
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "owned by uid 65534") || !strings.Contains(err.Error(), "CGR_STORE_DIR") {
+		t.Fatalf("Open on another user's 0700 dir: %v", err)
+	}
+	// Nor through a link to it that someone else owns... nor a link of theirs to ours.
+	mine := t.TempDir()
+	link := filepath.Join(t.TempDir(), "store")
+	if err := os.Symlink(mine, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(link, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(context.Background(), Options{Backend: "file", Dir: link}); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "link owned by uid 65534") {
+		t.Fatalf("Open through another user's link: %v", err)
 	}
 }
 
@@ -250,7 +300,7 @@ func TestFileStrayTempFilesIgnored(t *testing.T) {
 	s := openFile(t, dir)
 	ctx := context.Background()
 	// A writer killed between CreateTemp and rename leaves this; it is no key.
-	stray := filepath.Join(dir, tempPrefix+"999")
+	stray := filepath.Join(dir, tempPrefix+"k-999")
 	if err := os.WriteFile(stray, []byte("half"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -260,17 +310,77 @@ func TestFileStrayTempFilesIgnored(t *testing.T) {
 	if got, err := s.Get(ctx, "k"); err != nil || string(got) != "v" {
 		t.Fatalf("Get = %q, %v", got, err)
 	}
-	// Old strays are cleaned by the next Set.
-	past := time.Now().Add(-2 * staleTemp)
-	if err := os.Chtimes(stray, past, past); err != nil {
+	if keys := secretFiles(t, dir); len(keys) != 1 {
+		t.Fatalf("secret files %v, want k's alone", keys)
+	}
+}
+
+// A temp file holds a secret: none outlives the next run that opens the store, however
+// young, unless its writer is still at work on it (CONTRACT section 3).
+func TestFileAbandonedTempsRemovedByNextRun(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("temp files are judged by flock on unix only")
+	}
+	dir := t.TempDir()
+	openFile(t, dir)
+	stray := filepath.Join(dir, tempPrefix+"session-123")
+	if err := os.WriteFile(stray, []byte("a rotated refresh token"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Set(ctx, "k", []byte("w")); err != nil {
-		t.Fatal(err)
-	}
+	openFile(t, dir)
 	if _, err := os.Stat(stray); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("stale temp file not cleaned: %v", err)
+		t.Fatalf("a fresh temp file of a dead writer outlived the next run: %v", err)
 	}
+
+	// A writer that is alive, between creating its temp file and the rename.
+	c := helperCmd(t, "tempholder", "CGR_HELPER_DIR="+dir)
+	stdin, err := c.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := c.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Stderr = os.Stderr
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	sc := bufio.NewScanner(stdout)
+	if !sc.Scan() {
+		_ = c.Process.Kill()
+		t.Fatalf("the writer did not start: %v", c.Wait())
+	}
+	held := sc.Text()
+	openFile(t, dir)
+	if _, err := os.Stat(held); err != nil {
+		t.Fatalf("a running writer's temp file was removed from under it: %v", err)
+	}
+	_ = c.Process.Kill() // SIGKILL: it cannot clean up
+	_ = c.Wait()
+	if _, err := os.Stat(held); err != nil {
+		t.Fatalf("the killed writer's temp file: %v", err)
+	}
+	openFile(t, dir)
+	if _, err := os.Stat(held); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a killed writer's temp file outlived the next run: %v", err)
+	}
+}
+
+func secretFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), secretSuffix) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }
 
 // TestFileConcurrentProcesses runs several processes that Set/Get/Delete their own keys

@@ -51,6 +51,10 @@ func TryAcquire(dir, name string) (h *Held, ok bool, err error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: lock %q: %v", ErrUnavailable, name, err)
 	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() { // a FIFO, a device: not a lock
+		_ = f.Close()
+		return nil, false, fmt.Errorf("%w: lock %q: %s is not a regular file; remove it", ErrUnavailable, name, f.Name())
+	}
 	ok, err = tryLockFile(f)
 	if err != nil || !ok {
 		_ = f.Close()

@@ -13,7 +13,8 @@ import (
 // openLockFile opens (creating, 0600) a lock file without following a link: a link planted
 // in the store directory must not make root create or lock a file elsewhere.
 func openLockFile(path string) (*os.File, error) {
-	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	// O_NONBLOCK: a FIFO planted there must not hang the open (it is refused once open).
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o600)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}

@@ -52,3 +52,16 @@ type Options struct {
 	// Getenv reads the environment (DBUS_SESSION_BUS_ADDRESS, XDG_RUNTIME_DIR); nil: os.Getenv.
 	Getenv func(string) string
 }
+
+// Unusable says why nothing can be stored in s (its directory does not exist and cannot be
+// created: a read-only home, a hardened container), or nil. Such a store reads as empty, so
+// `get` answers not-found and public images still pull; `doctor` names it.
+func Unusable(s Store) error {
+	if r, ok := s.(*remembered); ok {
+		s = r.Store
+	}
+	if u, ok := s.(interface{ unusable() error }); ok {
+		return u.unusable()
+	}
+	return nil
+}

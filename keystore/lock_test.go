@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -72,4 +75,33 @@ func TestLockHeldTimesOutWithContextError(t *testing.T) {
 		t.Fatalf("Lock b while a held: %v", err)
 	}
 	b()
+}
+
+// A link planted where a lock file goes is refused, not followed: under sudo, root would
+// otherwise create or open whatever file the link names.
+func TestLockRefusesPlantedLink(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("symbolic links need privileges on Windows")
+	}
+	dir := t.TempDir()
+	target := filepath.Join(t.TempDir(), "etc-something")
+	if err := os.Symlink(target, filepath.Join(dir, "refresh.lock")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Lock(context.Background(), dir, "refresh")
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "symbolic link") {
+		t.Fatalf("Lock through a planted link: %v", err)
+	}
+	if _, err := os.Lstat(target); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the link's target was created: %v", err)
+	}
+	// A FIFO (or anything but a regular file) is refused as well, without hanging.
+	if err := syscallMkfifo(filepath.Join(dir, "fifo.lock")); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := Lock(ctx, dir, "fifo"); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("Lock on a FIFO: %v", err)
+	}
 }

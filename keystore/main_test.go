@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,6 +38,8 @@ func runHelper(mode string) int {
 		err = helperWriter(ctx, dir)
 	case "locker":
 		err = helperLocker(ctx, dir, atoi(os.Getenv("CGR_HELPER_N")))
+	case "tempholder":
+		err = helperTempHolder(dir)
 	case "sudo":
 		return helperSudo(ctx)
 	default:
@@ -179,6 +182,25 @@ func helperCmd(t *testing.T, mode string, env ...string) *exec.Cmd {
 	return cmd
 }
 
+// helperTempHolder is a writer caught between creating its temp file and the rename: it
+// prints the temp file's path and waits until stdin closes (or it is killed).
+func helperTempHolder(dir string) error {
+	f, err := newFileStore(dir)
+	if err != nil {
+		return err
+	}
+	tmp, err := f.createTemp("session")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.WriteString("a rotated refresh token"); err != nil {
+		return err
+	}
+	fmt.Println(tmp.Name())
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return nil
+}
+
 // helperSudo is the program under sudo: re-exec as the invoking user, then (as that
 // user) report who it is and write a file store under its home.
 func helperSudo(ctx context.Context) int {
@@ -196,6 +218,13 @@ func helperSudo(ctx context.Context) int {
 	fmt.Printf("xdg_runtime_dir=%s\n", os.Getenv("XDG_RUNTIME_DIR"))
 	fmt.Printf("dbus=%s\n", os.Getenv("DBUS_SESSION_BUS_ADDRESS"))
 	fmt.Printf("cgr=%s\n", os.Getenv("CGR_KEEP_ME"))
+	fmt.Printf("role=%s\n", SudoRole(os.Getenv))
+	var names []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		names = append(names, k)
+	}
+	fmt.Printf("env=%s\n", strings.Join(names, ","))
 	dir := filepath.Join(os.Getenv("HOME"), ".local", "share", "docker-credential-cgr")
 	s, err := Open(ctx, Options{Backend: "file", Dir: dir})
 	if err != nil {

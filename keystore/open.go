@@ -26,7 +26,8 @@ const (
 )
 
 // Open returns the backend o.Backend names:
-//   - "file": the file store in o.Dir.
+//   - "file": the file store in o.Dir. A dir that does not exist and cannot be created gives
+//     a store that holds nothing and takes no writes (see Unusable), not an error.
 //   - "keychain": the OS keychain, or an error wrapping ErrUnavailable when it cannot be
 //     reached (on Linux: no session bus, no Secret Service).
 //   - "auto" (or ""): the keychain when it answers a probe read within 1.5s (not found
@@ -97,7 +98,9 @@ func openAuto(ctx context.Context, o Options) (Store, error) {
 	if ferr != nil {
 		return nil, ferr
 	}
-	notifyOnce(o, err)
+	if fst.missing == nil { // else nothing is kept anywhere, which doctor says
+		notifyOnce(o, err)
+	}
 	return &remembered{Store: fst, dir: o.Dir}, nil
 }
 
@@ -160,6 +163,9 @@ func (r *remembered) Set(ctx context.Context, key string, value []byte) error {
 func (r *remembered) DeleteAll(ctx context.Context) error {
 	if err := r.Store.DeleteAll(ctx); err != nil {
 		return err
+	}
+	if Unusable(r.Store) != nil {
+		return nil // no directory, no record
 	}
 	if err := os.Remove(filepath.Join(r.dir, chosenFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)

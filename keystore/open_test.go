@@ -89,3 +89,50 @@ func TestOpenUnknownBackend(t *testing.T) {
 		t.Fatal("unknown backend accepted")
 	}
 }
+
+// A store dir that cannot be created (a read-only home, a hardened container) holds
+// nothing: reads find nothing, so `get` answers not-found and public images still pull;
+// writes fail with the reason; doctor can name it (CONTRACT 1.2).
+func TestOpenUncreatableDirIsAnEmptyStore(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "not-a-dir")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(file, "docker-credential-cgr") // mkdir fails, even for root
+	unsetenv(t, "DBUS_SESSION_BUS_ADDRESS")
+	ctx := context.Background()
+	for _, backend := range []string{"file", "auto"} {
+		var notice bytes.Buffer
+		s, err := Open(ctx, Options{Backend: backend, Dir: dir, Notice: &notice, Getenv: func(string) string { return "" }})
+		if err != nil {
+			t.Fatalf("%s: Open: %v", backend, err)
+		}
+		if s.Kind() != "file" {
+			continue // a keychain answered here: not this case
+		}
+		if _, err := s.Get(ctx, "session/x"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("%s: Get: %v, want not found", backend, err)
+		}
+		err = s.Set(ctx, "session/x", []byte("v"))
+		if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "not a directory") || !strings.Contains(err.Error(), "CGR_STORE_DIR") {
+			t.Fatalf("%s: Set: %v, want unavailable with the reason", backend, err)
+		}
+		if err := s.Delete(ctx, "session/x"); err != nil {
+			t.Fatalf("%s: Delete: %v", backend, err)
+		}
+		if err := s.DeleteAll(ctx); err != nil {
+			t.Fatalf("%s: DeleteAll: %v", backend, err)
+		}
+		if u := Unusable(s); u == nil || !strings.Contains(s.Describe(), "cannot be created") {
+			t.Fatalf("%s: Unusable %v, Describe %q", backend, u, s.Describe())
+		}
+		if notice.Len() != 0 {
+			t.Fatalf("%s: a notice that credentials are kept where nothing can be: %q", backend, notice.String())
+		}
+	}
+	// A store that works is not unusable.
+	s, err := Open(ctx, Options{Backend: "file", Dir: t.TempDir()})
+	if err != nil || Unusable(s) != nil {
+		t.Fatalf("a usable file store: %v, %v", err, Unusable(s))
+	}
+}

@@ -20,3 +20,12 @@ func SudoShareDisabled(getenv func(string) string) bool {
 	}
 	return false
 }
+
+// sudoMarker marks a child started by SudoCommand; its value is the child's role.
+const sudoMarker = "CGR_SUDO_REEXEC"
+
+// SudoError says why this program cannot run as the invoking user under sudo, and how to
+// fix it, in one line. The run stops there: it never carries on as root.
+type SudoError struct{ msg string }
+
+func (e *SudoError) Error() string { return e.msg }

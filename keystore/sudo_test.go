@@ -115,7 +115,11 @@ func TestSudoReexecAsInvokingUser(t *testing.T) {
 	defer l.Close()
 	var stdout, stderr bytes.Buffer
 	cmd := sudoCmd(exe, u, "DBUS_SESSION_BUS_ADDRESS=unix:path=/tmp/root-bus", "XDG_RUNTIME_DIR=/run/user/0",
-		"XDG_CONFIG_HOME=/root/.config", "CGR_KEEP_ME=kept")
+		"XDG_CONFIG_HOME=/root/.config", "CGR_KEEP_ME=kept", "CGR_SUDO_REEXEC=forged",
+		// root's own secrets and paths, which a process of the user's must not see
+		"AWS_SECRET_ACCESS_KEY=root-aws-secret", "GITHUB_TOKEN=root-gh-token", "DOCKER_CONFIG=/root/.docker",
+		"REGISTRY_AUTH_FILE=/root/auth.json", "XAUTHORITY=/root/.Xauthority", "TMPDIR=/root/tmp",
+		"HTTPS_PROXY=http://proxy.example:3128", "LC_ALL=C.UTF-8", "TERM=xterm")
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err = cmd.Run()
 	var ee *exec.ExitError
@@ -125,9 +129,31 @@ func TestSudoReexecAsInvokingUser(t *testing.T) {
 	out := stdout.String()
 	for _, want := range []string{"uid=" + u.Uid + "\n", "home=" + u.HomeDir + "\n", "xdg_data_home=\n",
 		"xdg_runtime_dir=" + rd + "\n", "dbus=unix:path=" + rd + "/bus\n", "cgr=kept\n",
+		"role=1\n",
 		"dir=" + filepath.Join(u.HomeDir, ".local/share/docker-credential-cgr") + "\n"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("child output %q lacks %q", out, want)
+		}
+	}
+	// The child's environment is the listed minimum (sudoKeep), nothing else of root's.
+	_, envLine, _ := strings.Cut(out, "env=")
+	envLine, _, _ = strings.Cut(envLine, "\n")
+	allowed := map[string]bool{"HOME": true, "USER": true, "LOGNAME": true, "XDG_RUNTIME_DIR": true, "DBUS_SESSION_BUS_ADDRESS": true, "CGR_SUDO_REEXEC": true}
+	got := map[string]bool{}
+	for _, k := range strings.Split(envLine, ",") {
+		got[k] = true
+		if !allowed[k] && !sudoKeep(k) {
+			t.Errorf("the child got %s, which is not on the list", k)
+		}
+	}
+	for _, k := range []string{"AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN", "DOCKER_CONFIG", "REGISTRY_AUTH_FILE", "XAUTHORITY", "TMPDIR", "XDG_CONFIG_HOME"} {
+		if got[k] {
+			t.Errorf("root's %s reached the user's process", k)
+		}
+	}
+	for _, k := range []string{"HTTPS_PROXY", "LC_ALL", "TERM", "PATH", "SUDO_UID", "CGR_KEEP_ME"} {
+		if !got[k] {
+			t.Errorf("%s did not reach the child", k)
 		}
 	}
 	// The store is the user's, and nothing in the user's home belongs to root.
@@ -172,16 +198,22 @@ func TestSudoReexecOptOutAndUnreachableBinary(t *testing.T) {
 		t.Fatalf("with CGR_SUDO_SHARE=false: %q %q", stdout.String(), stderr.String())
 	}
 
-	// A binary in a 0700 root directory the user cannot enter: a clear line, then the
-	// helper carries on as root.
+	// A binary in a 0700 root directory the user cannot enter: one line that says why and
+	// where to install it, and the helper stops: it never carries on as root.
 	self := copyExeMode(t, 0o700)
+	home = t.TempDir()
 	stdout.Reset()
 	stderr.Reset()
 	cmd = sudoCmd(self, u, "HOME="+home)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	_ = cmd.Run()
-	if !strings.Contains(stdout.String(), "uid=0\n") || !strings.Contains(stderr.String(), "cannot run") ||
-		!strings.Contains(stderr.String(), "root's own store") {
-		t.Fatalf("unreachable binary: stdout %q stderr %q", stdout.String(), stderr.String())
+	err := cmd.Run()
+	var ee *exec.ExitError
+	line := strings.TrimSpace(stderr.String())
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 || strings.Contains(stdout.String(), "uid=") ||
+		strings.Count(line, "\n") != 0 || !strings.Contains(line, "cannot run "+self) || !strings.Contains(line, "install -m 0755 "+self+" /usr/local/bin/") {
+		t.Fatalf("unreachable binary: %v, stdout %q, stderr %q", err, stdout.String(), line)
+	}
+	if entries, _ := os.ReadDir(home); len(entries) != 0 {
+		t.Fatalf("root wrote into HOME after the re-exec failed: %v", entries)
 	}
 }

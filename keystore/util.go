@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"time"
 )
 
@@ -43,15 +44,20 @@ func validValue(v []byte) error {
 }
 
 // ensureDir creates dir with mode 0700 when it does not exist, and makes sure an existing
-// one is private (CONTRACT section 3: "directory 0700"): anyone else who can write to the
-// store directory could plant a secret or session file that Get would then serve.
+// one may be trusted with secrets (CONTRACT sections 3 and 3a): anyone else who can write to
+// the store directory could plant a session or a pull token that Get would then serve.
 //   - A relative dir is refused: the store would depend on the working directory.
-//   - A directory that exists with group or other permission bits is tightened to 0700
-//     when the effective user owns it, and refused (ErrUnavailable) when someone else
-//     does, or when it is a shared sticky directory such as /tmp.
+//   - A directory (or a link to one) owned by someone other than the effective user or root
+//     is refused (ErrUnavailable), whatever its mode.
+//   - A directory writable by group or others is refused, even when ours: files may already
+//     have been planted in it, so it is not silently tightened; the line says how to fix it.
+//   - A directory of ours that others can only read or enter is tightened to 0700: nothing
+//     can have been planted, and the names of what it holds are nobody else's business.
 //
-// One we create is chmod-ed too, because the umask may have stripped bits from
-// MkdirAll's 0700. Where permission bits mean nothing (Windows) only existence is checked.
+// A dir that does not exist and cannot be created (a read-only home, a hardened container)
+// is a *missingDirError: nothing can be stored there, so nothing is. One we create is
+// chmod-ed too, because the umask may have stripped bits from MkdirAll's 0700. Where
+// permission bits mean nothing (Windows) only existence is checked.
 func ensureDir(dir string) error {
 	if dir == "" {
 		return fmt.Errorf("%w: no store directory configured", ErrUnavailable)
@@ -64,13 +70,19 @@ func ensureDir(dir string) error {
 		if !fi.IsDir() {
 			return fmt.Errorf("%w: %s is not a directory", ErrUnavailable, dir)
 		}
+		if err := trustedLink(dir); err != nil {
+			return err
+		}
 		return privateDir(dir, fi, false)
+	}
+	if errors.Is(err, syscall.ENOTDIR) { // a parent is a file: no store can be there
+		return &missingDirError{dir: dir, err: err}
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("%w: creating %s: %v", ErrUnavailable, dir, err)
+		return &missingDirError{dir: dir, err: err}
 	}
 	// Stat again rather than chmod blindly: another process (or user) may have created
 	// the directory between our Stat and MkdirAll.
@@ -80,8 +92,43 @@ func ensureDir(dir string) error {
 	return privateDir(dir, fi, true)
 }
 
-// privateDir tightens or refuses a store directory with group/other bits. One just
-// created is also given back the owner bits a strange umask may have stripped.
+// missingDirError: the store directory does not exist and cannot be created.
+type missingDirError struct {
+	dir string
+	err error
+}
+
+func (e *missingDirError) Error() string {
+	return fmt.Sprintf("%v: the store directory %s cannot be created (%v); nothing is stored there; make it writable or set CGR_STORE_DIR to a writable directory", ErrUnavailable, e.dir, pathErrCause(e.err))
+}
+
+func (e *missingDirError) Unwrap() error { return ErrUnavailable }
+
+// pathErrCause is err without the path a *fs.PathError repeats ("read-only file system").
+func pathErrCause(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// trustedLink refuses a store dir that is a symbolic link owned by someone other than the
+// effective user or root: whoever owns the link chooses where secrets go.
+func trustedLink(dir string) error {
+	li, err := os.Lstat(dir)
+	if err != nil || li.Mode()&fs.ModeSymlink == 0 {
+		return nil
+	}
+	if uid, ok := fileOwner(li); ok && uid != os.Geteuid() && uid != 0 {
+		return fmt.Errorf("%w: %s is a link owned by uid %d, not by you: not used; use a directory of your own (CGR_STORE_DIR)", ErrUnavailable, dir, uid)
+	}
+	return nil
+}
+
+// privateDir refuses a store directory that is not the user's (or root's) or that others
+// can write, and tightens one of ours that others can read. One just created is also given
+// back the owner bits a strange umask may have stripped.
 func privateDir(dir string, fi fs.FileInfo, created bool) error {
 	if runtime.GOOS == "windows" {
 		return nil
@@ -92,16 +139,22 @@ func privateDir(dir string, fi fs.FileInfo, created bool) error {
 		return nil // no uid to compare (not a unix system)
 	}
 	mine := uid == os.Geteuid()
-	if perm&0o077 == 0 {
-		if !created || !mine || perm == 0o700 {
-			return nil
-		}
-	} else if fi.Mode()&fs.ModeSticky != 0 {
+	switch {
+	case !mine && uid != 0:
+		return fmt.Errorf("%w: %s is owned by uid %d, not by you: not used; use a directory of your own (CGR_STORE_DIR)", ErrUnavailable, dir, uid)
+	case perm&0o022 != 0 && fi.Mode()&fs.ModeSticky != 0:
 		return fmt.Errorf("%w: %s is a shared (sticky) directory open to others; use a directory only you can write (CGR_STORE_DIR)", ErrUnavailable, dir)
-	} else if !mine {
-		return fmt.Errorf("%w: %s is owned by uid %d and open to others; use a directory only you can write (CGR_STORE_DIR)", ErrUnavailable, dir, uid)
+	case perm&0o022 != 0:
+		return fmt.Errorf("%w: %s is writable by others (mode %04o): not used, anyone could have put a credential there; check what it holds, then chmod 700 %s", ErrUnavailable, dir, perm, dir)
+	case !mine: // root's and closed to others: usable as it is
+		return nil
+	case perm&0o077 == 0 && (!created || perm == 0o700):
+		return nil
 	}
 	if err := os.Chmod(dir, 0o700); err != nil {
+		if errors.Is(err, syscall.EROFS) && !created {
+			return nil // read-only: nobody can plant anything, and we cannot store anything
+		}
 		return fmt.Errorf("%w: making %s private (0700): %v", ErrUnavailable, dir, err)
 	}
 	return nil

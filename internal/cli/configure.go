@@ -12,6 +12,7 @@ import (
 
 	"github.com/cgrtools/docker-credential-cgr/internal/clientconfig"
 	"github.com/cgrtools/docker-credential-cgr/internal/doctor"
+	"github.com/cgrtools/docker-credential-cgr/keystore"
 )
 
 // configureReport is `configure --json`.
@@ -35,7 +36,8 @@ func configureCmd(a *App) *cobra.Command {
   helm's registry config    $HELM_REGISTRY_CONFIG, else ~/.config/helm/registry/config.json
 All three unless flags pick some. Every other key keeps its value, order and formatting; a
 file that already says the right thing is not rewritten; --remove deletes only entries that
-name this helper. Under sudo, the invoking user's files and root's files are both written.
+name this helper. Under sudo, the invoking user's files are written by that user (this
+program runs again as the user for them), then root's files by root.
 
 Warns about what keeps a client from asking the helper: a static secret in "auths" for a
 served host (--fix-shadowing deletes those entries), a file read earlier, a credsStore.`,
@@ -65,13 +67,26 @@ served host (--fix-shadowing deletes those entries), a file read earlier, a cred
 				return err
 			}
 			hosts := a.Settings.Registries
-			opts := clientconfig.Options{Hosts: hosts, Clients: clients, Remove: remove, FixShadowing: fix, DryRun: dryRun}
 			r := configureReport{Changes: []clientconfig.Change{}, Warnings: []clientconfig.Finding{}}
 			failed := 0
 			sudo := clientconfig.Sudo(a.Getenv)
+			var user sudoUserReport
+			if sudo { // the user's files as the user (configure_sudo.go), then root's here
+				if user, err = configureAsSudoUser(a); err != nil {
+					return err
+				}
+				if !keystore.SudoShareDisabled(a.Getenv) {
+					hosts = user.Hosts // root's runs work as the user, for the user's hosts
+				}
+			}
+			opts := clientconfig.Options{Hosts: hosts, Clients: clients, Remove: remove, FixShadowing: fix, DryRun: dryRun}
 			for i, acct := range accounts {
 				var changes []clientconfig.Change
-				for _, c := range clientconfig.Configure(acct, opts) {
+				done := clientconfig.Configure
+				if sudo && i == 0 {
+					done = func(clientconfig.Account, clientconfig.Options) []clientconfig.Change { return user.Changes }
+				}
+				for _, c := range done(acct, opts) {
 					if c.Action == clientconfig.Failed {
 						failed++
 						if sudo { // run again as it was run: with sudo
@@ -82,6 +97,10 @@ served host (--fix-shadowing deletes those entries), a file read earlier, a cred
 				}
 				r.Changes = append(r.Changes, changes...)
 				if remove {
+					continue
+				}
+				if sudo && i == 0 {
+					r.Warnings = append(r.Warnings, user.Warnings...)
 					continue
 				}
 				for _, w := range clientconfig.Inspect(acct, hosts, clients) {
@@ -103,6 +122,9 @@ served host (--fix-shadowing deletes those entries), a file read earlier, a cred
 						r.Warnings = append(r.Warnings, f)
 					}
 				}
+			}
+			if configureChild(a) {
+				return reportToSudoParent(a, hosts, r)
 			}
 			if !remove {
 				exe, _ := os.Executable()

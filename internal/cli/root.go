@@ -31,6 +31,9 @@ type App struct {
 	Flags    config.Flags // global flags, applied over the environment
 	// Interactive: stderr is a terminal (a person watches: progress is shown).
 	Interactive bool
+	// Args is the command line as given (Execute sets it): configure under sudo runs it
+	// again as the invoking user.
+	Args []string
 
 	// NewDeps builds token.Deps; main sets it (tests may replace it).
 	NewDeps func(ctx context.Context, s config.Settings) (token.Deps, error)
@@ -133,6 +136,7 @@ func usageErrors(c *cobra.Command) {
 
 // Execute runs a user command and returns the exit status: 0 success, 1 failure, 2 usage.
 func Execute(ctx context.Context, a *App, args []string) int {
+	a.Args = args
 	root := Root(a)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)

@@ -10,7 +10,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/safetext"
 )
 
 // Helper is the credHelpers value naming this program: clients run docker-credential-cgr.
@@ -51,22 +54,25 @@ type Change struct {
 	Replaced   map[string]string `json:"replaced,omitempty"`
 	FixedAuths []string          `json:"fixed_auths,omitempty"` // auths keys deleted (--fix-shadowing)
 	Error      string            `json:"error,omitempty"`
-	summary    string
 }
 
 // Line is the change as one line for stderr.
+// It is built from the exported fields alone, so a change read back from JSON (configure's
+// child under sudo reports that way) prints the same; file-borne names in it (a helper that
+// handled a host before) are made one printable line.
 func (c Change) Line() string {
 	if c.Action == Failed {
-		return fmt.Sprintf("%s: %s", c.Path, c.Error)
+		return safetext.Line(fmt.Sprintf("%s: %s", c.Path, c.Error))
 	}
 	verb := string(c.Action)
 	if c.DryRun && c.Action != Unchanged {
 		verb = "would be " + verb
 	}
-	if c.summary == "" {
-		return fmt.Sprintf("%s (%s): %s", c.Path, c.Client, verb)
+	summary := edit{added: c.Added, removed: c.Removed, fixed: c.FixedAuths, replaced: c.Replaced}.describe()
+	if summary == "" {
+		return safetext.Line(fmt.Sprintf("%s (%s): %s", c.Path, c.Client, verb))
 	}
-	return fmt.Sprintf("%s (%s): %s: %s", c.Path, c.Client, verb, c.summary)
+	return safetext.Line(fmt.Sprintf("%s (%s): %s: %s", c.Path, c.Client, verb, summary))
 }
 
 // Configure wires (or with Remove unwires) every target file of the account. A file that
@@ -98,7 +104,12 @@ func configureFile(a Account, t Target, o Options) Change {
 		default:
 			c.Error = err.Error()
 		}
+		// A file's bytes (a key, a value) may be quoted in the error: one printable line.
+		c.Error = safetext.Line(c.Error)
 		return c
+	}
+	if err := rootMayWrite(t.Path); err != nil {
+		return fail(err)
 	}
 	path, err := resolve(t.Path)
 	if err != nil {
@@ -132,7 +143,6 @@ func configureFile(a Account, t Target, o Options) Change {
 		return fail(err)
 	}
 	c.Added, c.Removed, c.Replaced, c.FixedAuths = e.added, e.removed, e.replaced, e.fixed
-	c.summary = e.describe()
 	if !isNew && bytes.Equal(next, doc) {
 		c.Action = Unchanged
 		return c
@@ -144,7 +154,7 @@ func configureFile(a Account, t Target, o Options) Change {
 	if o.DryRun {
 		return c
 	}
-	if err := writeAtomic(path, next, a.owner()); err != nil {
+	if err := writeAtomic(path, next); err != nil {
 		return fail(fmt.Errorf("writing: %w", err))
 	}
 	return c
@@ -238,7 +248,7 @@ func unreadable(a Account, c Client, path string, err error) Finding {
 			Fix: fmt.Sprintf("%s in %s, then run `%s configure`", de.Remedy, path, HelperBinary)}
 	}
 	return Finding{Level: Fail, Account: a.Name, Client: c, Path: path,
-		Saw: fmt.Sprintf("cannot be read: %v", err),
+		Saw: safetext.Line(fmt.Sprintf("cannot be read: %v", err)),
 		Fix: fmt.Sprintf("fix or move %s, then run `%s configure`", path, HelperBinary)}
 }
 
@@ -276,7 +286,7 @@ func inspectDockerFormat(a Account, c Client, path string, hosts []string, read 
 				Fix: fmt.Sprintf("%s configure %s", HelperBinary, flag)})
 		default:
 			w.Findings = append(w.Findings, Finding{Level: Fail, Account: a.Name, Client: c, Path: path, Host: h,
-				Saw: fmt.Sprintf("credHelpers sends %s to docker-credential-%s", h, helper),
+				Saw: fmt.Sprintf("credHelpers sends %s to docker-credential-%s", h, safetext.Line(helper)),
 				Fix: fmt.Sprintf("%s configure %s", HelperBinary, flag)})
 		}
 	}
@@ -309,7 +319,7 @@ func inspectDockerFormat(a Account, c Client, path string, hosts []string, read 
 func CredsStoreFinding(a Account, c Client, path, store string, hosts []string) Finding {
 	return Finding{Level: Warn, Account: a.Name, Client: c, Path: path, CredsStore: store,
 		Saw: fmt.Sprintf("credsStore %q is the default store; crane, ko and cosign ask it for %s/<repo> before credHelpers; if it still holds an old login for %s, that login answers", store, hosts[0], strings.Join(hosts, ", ")),
-		Fix: fmt.Sprintf("printf %%s %s | docker-credential-%s erase", hosts[0], store)}
+		Fix: fmt.Sprintf("printf %%s %s | docker-credential-%s erase", hosts[0], safetext.Line(store))}
 }
 
 // inspectContainers walks containers/image's search order for each host: the first file with
@@ -325,9 +335,13 @@ func inspectContainers(a Account, hosts []string, read func(string, bool) cached
 		return fmt.Sprintf("%s configure --fix-shadowing", HelperBinary)
 	}
 	broken := map[string]bool{}
-	for _, f := range order {
+	for i, f := range order {
 		if r := read(f.path, f.legacy); r.err != nil && !broken[f.path] {
 			broken[f.path] = true
+			if i == 0 && errors.Is(r.err, fs.ErrPermission) && a.env("XDG_RUNTIME_DIR") == "" && a.env("REGISTRY_AUTH_FILE") == "" {
+				w.Findings = append(w.Findings, runContainersBlocked(a, f.path, order))
+				continue
+			}
 			fd := unreadable(a, Containers, f.path, r.err)
 			var de *DuplicateKeyError
 			if !errors.As(r.err, &de) { // a duplicate does not stop them: they read the last copy
@@ -349,7 +363,7 @@ func inspectContainers(a Account, hosts []string, read func(string, bool) cached
 					w.Wired = append(w.Wired, h)
 				} else {
 					w.Findings = append(w.Findings, Finding{Level: Fail, Account: a.Name, Client: Containers, Path: f.path, Host: h,
-						Saw: fmt.Sprintf("credHelpers sends %s to docker-credential-%s", h, helper),
+						Saw: fmt.Sprintf("credHelpers sends %s to docker-credential-%s", h, safetext.Line(helper)),
 						Fix: fmt.Sprintf("%s configure --containers", HelperBinary)})
 				}
 				break
@@ -392,4 +406,31 @@ func routedBy(helperEntry string) string {
 		return "credHelpers"
 	}
 	return "credsStore"
+}
+
+// runContainersBlocked is the finding for a user without a session runtime dir
+// (/run/user/<uid>, which systemd-logind creates at login) whose /run/containers/<uid> lies
+// in a directory the user cannot enter (root's podman made /run/containers 0700): podman,
+// skopeo and buildah read that file first and stop at the error, for every image, public
+// ones too. Nobody but root could create it there, and root must not make the user own
+// files outside the user's tree; what the user can do is point them at the file configure
+// writes, which then is the only one they read.
+func runContainersBlocked(a Account, primary string, order []containersFile) Finding {
+	blocker := filepath.Dir(primary)
+	for d := blocker; d != filepath.Dir(d); d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			blocker = d
+			break
+		}
+	}
+	who := ""
+	if fi, err := os.Stat(blocker); err == nil {
+		if o, ok := fileOwner(fi); ok {
+			who = fmt.Sprintf(", uid %d's, mode %04o", o.uid, fi.Mode().Perm())
+		}
+	}
+	persistent := order[1].path
+	return Finding{Level: Fail, Account: a.Name, Client: Containers, Path: primary,
+		Saw: fmt.Sprintf("podman, skopeo and buildah read %s first and stop there, for every image: permission denied (%s is not yours%s, and there is no session runtime dir XDG_RUNTIME_DIR)", primary, blocker, who),
+		Fix: fmt.Sprintf("export REGISTRY_AUTH_FILE=%s   # in your shell profile: then they read only the file configure wires; or log in through a session that creates /run/user/<uid>", persistent)}
 }

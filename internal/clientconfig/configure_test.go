@@ -2,8 +2,8 @@ package clientconfig
 
 import (
 	"encoding/json"
+	"io/fs"
 	"os"
-	"os/user"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -544,55 +544,109 @@ func TestSymlinkedConfigFollowed(t *testing.T) {
 	}
 }
 
-func TestSudoWritesUserFilesOwnedByUser(t *testing.T) {
+// Root writes only through directories and links that root owns and nobody else can write:
+// a user who owns a directory or a link on the way would choose where root creates or
+// rewrites a file (under sudo, the user's own files are written by the user). A root-owned
+// link (root's dotfiles) is still followed.
+func TestRootWritesNoPathAnotherUserSteers(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to give files away")
+		t.Skip("needs root: the rule is root's")
 	}
-	userHome := t.TempDir()
-	rootHome := t.TempDir()
-	lookup := func(uid string) (*user.User, error) {
-		if uid == "0" {
-			return &user.User{Uid: "0", Gid: "0", Username: "root", HomeDir: rootHome}, nil
-		}
-		return &user.User{Uid: "4242", Gid: "4343", Username: "alice", HomeDir: userHome}, nil
+	const uid = 4242
+	rootOnly := t.TempDir() // a place the user could not write
+	for _, c := range []struct {
+		name  string
+		setup func(t *testing.T, a Account) (client Client, want string)
+	}{
+		{"a directory of the user's", func(t *testing.T, a Account) (Client, string) {
+			os.MkdirAll(filepath.Join(a.Home, ".docker"), 0o700)
+			os.Chown(filepath.Join(a.Home, ".docker"), uid, uid)
+			return Docker, "belongs to uid 4242"
+		}},
+		{"a link of the user's into a root-only place", func(t *testing.T, a Account) (Client, string) {
+			link := filepath.Join(a.Home, ".docker", "config.json")
+			os.MkdirAll(filepath.Dir(link), 0o700)
+			if err := os.Symlink(filepath.Join(rootOnly, "created-by-root.json"), link); err != nil {
+				t.Fatal(err)
+			}
+			os.Lchown(link, uid, uid)
+			return Docker, "link owned by uid 4242"
+		}},
+		{"a directory others can write", func(t *testing.T, a Account) (Client, string) {
+			dir := filepath.Join(a.Home, ".config", "helm", "registry")
+			os.MkdirAll(dir, 0o700)
+			os.Chmod(filepath.Join(a.Home, ".config"), 0o777)
+			return Helm, "writable by others"
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a := testAccount(t, nil)
+			client, want := c.setup(t, a)
+			changes := Configure(a, Options{Hosts: hosts, Clients: []Client{client}})
+			if len(changes) != 1 || changes[0].Action != Failed || !strings.Contains(changes[0].Error, want) {
+				t.Fatalf("changes %+v, want one failure saying %q", changes, want)
+			}
+			if entries, _ := os.ReadDir(rootOnly); len(entries) != 0 {
+				t.Fatalf("root wrote through the user's link: %v", entries)
+			}
+			filepath.Walk(a.Home, func(p string, fi os.FileInfo, err error) error {
+				if err == nil && !fi.IsDir() && fi.Mode()&os.ModeSymlink == 0 {
+					t.Errorf("root wrote %s", p)
+				}
+				return nil
+			})
+		})
 	}
-	env := map[string]string{"SUDO_UID": "4242", "SUDO_USER": "alice", "HOME": rootHome}
-	accts, err := accounts(func(k string) string { return env[k] }, true, lookup)
-	if err != nil {
+	// Root's own link to root's own dotfiles: followed, as Docker does.
+	a := testAccount(t, nil)
+	real := filepath.Join(rootOnly, "dotfiles", "docker.json")
+	writeFile(t, real, `{"auths":{}}`, 0o600)
+	link := filepath.Join(a.Home, ".docker", "config.json")
+	os.MkdirAll(filepath.Dir(link), 0o700)
+	if err := os.Symlink(real, link); err != nil {
 		t.Fatal(err)
 	}
-	if len(accts) != 2 || accts[0].Name != "alice" || accts[1].Home != rootHome {
-		t.Fatalf("accounts %+v", accts)
+	if c := Configure(a, Options{Hosts: hosts, Clients: []Client{Docker}}); c[0].Action != Updated || !strings.Contains(readFile(t, real), `"cgr.dev":"cgr"`) {
+		t.Fatalf("root's own link: %+v", c)
 	}
-	existing := filepath.Join(userHome, ".config", "helm", "registry", "config.json")
-	writeFile(t, existing, `{"auths":{}}`, 0o640)
-	for p := existing; p != userHome; p = filepath.Dir(p) {
-		os.Chown(p, 4242, 4343)
+}
+
+// A user without a session runtime dir whose /run/containers/<uid> lies in a directory the
+// user cannot enter: podman stops at that file for every image; the finding says so and
+// how to make podman read the file configure wires instead ("fix or move" it, the generic
+// advice, is impossible for the user).
+func TestContainersRuntimeFileBlocked(t *testing.T) {
+	a := testAccount(t, map[string]string{"XDG_RUNTIME_DIR": ""})
+	primary := containersPrimary(a)
+	if !strings.HasPrefix(primary, "/run/containers/") {
+		t.Fatalf("primary %s", primary)
 	}
-	for _, a := range accts {
-		a.GOOS = "linux"
-		for _, c := range Configure(a, Options{Hosts: hosts}) {
-			if c.Action == Failed {
-				t.Fatal(c.Line())
-			}
+	read := func(p string, legacy bool) cachedFile {
+		if p == primary {
+			return cachedFile{err: &fs.PathError{Op: "open", Path: p, Err: syscall.EACCES}}
+		}
+		return cachedFile{}
+	}
+	w := inspectContainers(a, hosts, read)
+	var got *Finding
+	for i, f := range w.Findings {
+		if f.Path == primary {
+			got = &w.Findings[i]
 		}
 	}
-	// Nothing under the user's home may belong to root.
-	filepath.Walk(userHome, func(p string, fi os.FileInfo, err error) error {
-		if p == userHome {
-			return nil
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		if st.Uid != 4242 || st.Gid != 4343 {
-			t.Errorf("%s owned by %d:%d", p, st.Uid, st.Gid)
-		}
-		return nil
-	})
-	if m := mode(t, existing); m != 0o640 {
-		t.Errorf("mode %o", m)
+	persistent := filepath.Join(a.Home, ".config", "containers", "auth.json")
+	if got == nil || got.Level != Fail || !strings.Contains(got.Saw, "for every image") ||
+		got.Fix != "export REGISTRY_AUTH_FILE="+persistent+"   # in your shell profile: then they read only the file configure wires; or log in through a session that creates /run/user/<uid>" {
+		t.Fatalf("findings %+v", w.Findings)
 	}
-	if !strings.Contains(readFile(t, filepath.Join(rootHome, ".docker", "config.json")), `"cgr.dev": "cgr"`) {
-		t.Error("root's docker config not written")
+	// With REGISTRY_AUTH_FILE as the fix says, podman reads that file alone, and configure
+	// wires it: nothing left in the way.
+	b := testAccount(t, map[string]string{"XDG_RUNTIME_DIR": "", "REGISTRY_AUTH_FILE": persistent})
+	Configure(b, Options{Hosts: hosts, Clients: []Client{Containers}})
+	for _, w := range Inspect(b, hosts, []Client{Containers}) {
+		if len(w.Findings) != 0 || len(w.Wired) != len(hosts) {
+			t.Fatalf("after the fix: %+v", w)
+		}
 	}
 }
 

@@ -26,7 +26,7 @@ var AllClients = []Client{Docker, Containers, Helm}
 // under sudo the invoking user and root.
 type Account struct {
 	Name     string              // user name, for messages
-	UID, GID int                 // owner of files and directories we create; -1: the process's own
+	UID, GID int                 // the account's ids (its /run/containers/<uid>); -1: the process's own
 	Home     string              // home directory
 	Getenv   func(string) string // the account's environment (DOCKER_CONFIG, XDG_*, REGISTRY_AUTH_FILE, HELM_*)
 	GOOS     string              // runtime.GOOS; tests may set it
@@ -47,13 +47,6 @@ func (a Account) goos() string {
 		return a.GOOS
 	}
 	return runtime.GOOS
-}
-
-func (a Account) owner() owner {
-	if a.UID < 0 || a.GID < 0 {
-		return self
-	}
-	return owner{a.UID, a.GID}
 }
 
 // Sudo reports whether the process runs under sudo for another user: effective uid 0 and

@@ -5,6 +5,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -91,7 +92,7 @@ func Load(getenv Getenv, flags Flags) (Settings, error) {
 	}
 	path := filepath.Join(dir, AppName, "config.yaml")
 	var s Settings
-	switch b, err := os.ReadFile(path); {
+	switch b, err := readTrusted(path); {
 	case err == nil:
 		if file, err = parseFile(b); err != nil {
 			return Settings{}, fmt.Errorf("config file %s: %s", path, strings.Join(strings.Fields(err.Error()), " "))
@@ -100,6 +101,10 @@ func Load(getenv Getenv, flags Flags) (Settings, error) {
 	case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
 		// No config file (a config dir that is a file holds none either: the file is optional).
 	default:
+		var ue *untrustedError
+		if errors.As(err, &ue) {
+			return Settings{}, err
+		}
 		return Settings{}, fmt.Errorf("config file: %w", err)
 	}
 
@@ -294,4 +299,85 @@ func LookPath(name, pathList string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// maxConfigFile bounds what is read of config.yaml: a few settings, never megabytes.
+const maxConfigFile = 1 << 20
+
+// readTrusted reads config.yaml when it may be trusted (CONTRACT 3a): the file, the
+// directory that holds it and, when it is a link (dotfiles), the link and the directory of
+// its target must each be owned by the effective user or root and not writable by group or
+// others. Whoever else could write any of them could add a registry host (and get handed the
+// cgr.dev token), or name a browser command this program runs. Otherwise the error, an
+// *untrustedError, says why in one line; nothing of the file is used.
+func readTrusted(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if err := trusted(path, path, fi); err != nil {
+		return nil, err
+	}
+	checked := map[string]bool{}
+	check := func(what string) error {
+		if checked[what] {
+			return nil
+		}
+		checked[what] = true
+		fi, err := os.Lstat(what)
+		if err != nil {
+			return err
+		}
+		return trusted(path, what, fi)
+	}
+	if err := check(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
+	if li, err := os.Lstat(path); err == nil && li.Mode()&os.ModeSymlink != 0 {
+		if err := trusted(path, path, li); err != nil {
+			return nil, err
+		}
+	}
+	real, err := filepath.EvalSymlinks(path) // where the file really is (a linked dir, a linked file)
+	if err != nil {
+		return nil, err
+	}
+	if err := check(filepath.Dir(real)); err != nil {
+		return nil, err
+	}
+	return io.ReadAll(io.LimitReader(f, maxConfigFile))
+}
+
+// untrustedError: config.yaml, or a directory or link on its way, is not the user's (or
+// root's) alone.
+type untrustedError struct{ msg string }
+
+func (e *untrustedError) Error() string { return e.msg }
+
+// trusted checks one of config.yaml's file, link or directories (what; fi from Lstat, or
+// Stat of the open file).
+func trusted(path, what string, fi os.FileInfo) error {
+	uid, ok := fileOwner(fi)
+	if !ok {
+		return nil // no owners here (Windows): nothing to compare
+	}
+	kind := "the directory holding it"
+	switch {
+	case what == path && fi.Mode()&os.ModeSymlink != 0:
+		kind = "the link to it"
+	case what == path:
+		kind = "the file"
+	}
+	if uid != os.Geteuid() && uid != 0 {
+		return &untrustedError{fmt.Sprintf("config file %s is not used: %s (%s) belongs to uid %d, not to you or root; remove it, or make it yours: chown $(id -u) %s", path, kind, what, uid, what)}
+	}
+	if fi.Mode()&os.ModeSymlink == 0 && fi.Mode().Perm()&0o022 != 0 {
+		return &untrustedError{fmt.Sprintf("config file %s is not used: %s (%s) is writable by others (mode %04o), who could change your settings; check it, then: chmod go-w %s", path, kind, what, fi.Mode().Perm(), what)}
+	}
+	return nil
 }

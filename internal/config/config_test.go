@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -151,5 +152,90 @@ func TestNoHome(t *testing.T) {
 	s, err := Load(func(string) string { return "" }, Flags{})
 	if err != nil || !filepath.IsAbs(s.StoreDir) {
 		t.Fatalf("store dir %q (%v); want an absolute path", s.StoreDir, err)
+	}
+}
+
+// config.yaml is honoured only when it, its directory and any link to it are the user's (or
+// root's) and nobody else can write them (CONTRACT 3a): a foreign registry added by someone
+// else would be handed the cgr.dev token. Otherwise one line says why and how to fix it.
+func TestConfigFileOthersCouldWriteIsRefused(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no unix owners")
+	}
+	setup := func(t *testing.T) (home, dir, file string) {
+		home = t.TempDir()
+		dir = filepath.Join(home, ".config", AppName)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		file = filepath.Join(dir, "config.yaml")
+		if err := os.WriteFile(file, []byte("registry: evil.example\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return home, dir, file
+	}
+	loadHome := func(home string) (Settings, error) {
+		return Load(func(k string) string { return map[string]string{"HOME": home}[k] }, Flags{})
+	}
+	for _, c := range []struct {
+		name string
+		root bool // needs root to give a file away
+		harm func(t *testing.T, dir, file string) string
+	}{
+		{"file writable by others", false, func(t *testing.T, dir, file string) string {
+			os.Chmod(file, 0o666)
+			return "is writable by others (mode 0666)"
+		}},
+		{"file writable by its group", false, func(t *testing.T, dir, file string) string {
+			os.Chmod(file, 0o620)
+			return "chmod go-w " + file
+		}},
+		{"directory writable by others", false, func(t *testing.T, dir, file string) string {
+			os.Chmod(dir, 0o777)
+			return "the directory holding it (" + dir + ") is writable by others"
+		}},
+		{"file of another user", true, func(t *testing.T, dir, file string) string {
+			os.Chown(file, 65534, 65534)
+			return "belongs to uid 65534"
+		}},
+		{"link of another user", true, func(t *testing.T, dir, file string) string {
+			real := filepath.Join(t.TempDir(), "real.yaml")
+			os.Rename(file, real)
+			os.Symlink(real, file)
+			os.Lchown(file, 65534, 65534)
+			return "the link to it (" + file + ") belongs to uid 65534"
+		}},
+		{"link into a directory others can write", false, func(t *testing.T, dir, file string) string {
+			shared := t.TempDir()
+			os.Chmod(shared, 0o777)
+			os.Rename(file, filepath.Join(shared, "real.yaml"))
+			os.Symlink(filepath.Join(shared, "real.yaml"), file)
+			return "(" + shared + ") is writable by others"
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.root && os.Geteuid() != 0 {
+				t.Skip("needs root to give a file to another uid")
+			}
+			home, dir, file := setup(t)
+			want := c.harm(t, dir, file)
+			s, err := loadHome(home)
+			if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "is not used") || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("Load = %+v, %v; want one line saying %q", s.Registries, err, want)
+			}
+		})
+	}
+	// The user's own, private or world-readable, directly or through the user's own link.
+	home, dir, file := setup(t)
+	os.Chmod(file, 0o644)
+	os.Chmod(dir, 0o755)
+	if s, err := loadHome(home); err != nil || s.Registries[0] != "evil.example" {
+		t.Fatalf("the user's own config: %+v, %v", s, err)
+	}
+	real := filepath.Join(t.TempDir(), "dotfiles.yaml")
+	os.Rename(file, real)
+	os.Symlink(real, file)
+	if s, err := loadHome(home); err != nil || s.Registries[0] != "evil.example" {
+		t.Fatalf("the user's own linked config: %+v, %v", s, err)
 	}
 }

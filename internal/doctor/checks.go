@@ -232,6 +232,10 @@ func StoreCheck(e Env) Check {
 			}
 		}
 		switch {
+		case err == nil && keystore.Unusable(st) != nil:
+			return []Result{{Status: Fail,
+				Saw: fmt.Sprintf("%s: nothing can be stored there, so no login is kept (get answers not-found: public images still pull)", st.Describe()),
+				Fix: fmt.Sprintf("make %s creatable by you, or set CGR_STORE_DIR to a writable directory (a volume, in a container)", e.Settings.StoreDir)}}
 		case err == nil:
 			return []Result{{Status: OK, Saw: fmt.Sprintf("%s (%s, CGR_STORE=%s)", st.Describe(), st.Kind(), e.Settings.Store)}}
 		case errors.Is(err, keystore.ErrLocked):

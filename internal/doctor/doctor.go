@@ -9,7 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/safetext"
 )
 
 // Status grades one result.
@@ -56,6 +57,9 @@ func Run(ctx context.Context, checks []Check) Report {
 			if res.Check == "" {
 				res.Check = c.Name
 			}
+			// What a check saw may quote a server or a file: one printable line, in text
+			// and in JSON alike (JSON escapes C0 controls, not C1 or bidi overrides).
+			res.Check, res.Saw, res.Fix = safetext.Line(res.Check), safetext.Line(res.Saw), safetext.Line(res.Fix)
 			if res.Status == Fail {
 				r.OK = false
 			}
@@ -80,9 +84,9 @@ func runOne(ctx context.Context, c Check) (out []Result) {
 // WriteText prints one line per result, and the fix indented under it.
 func (r Report) WriteText(w io.Writer) {
 	for _, res := range r.Results {
-		fmt.Fprintf(w, "[%-4s] %s: %s\n", res.Status, res.Check, oneLine(res.Saw))
+		fmt.Fprintf(w, "[%-4s] %s: %s\n", res.Status, res.Check, safetext.Line(res.Saw))
 		if res.Fix != "" && res.Status != OK {
-			fmt.Fprintf(w, "       fix: %s\n", oneLine(res.Fix))
+			fmt.Fprintf(w, "       fix: %s\n", safetext.Line(res.Fix))
 		}
 	}
 	n := map[Status]int{}
@@ -98,5 +102,3 @@ func (r Report) WriteJSON(w io.Writer) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

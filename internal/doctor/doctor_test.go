@@ -240,26 +240,17 @@ func TestProbeImageAgainstEmulator(t *testing.T) {
 
 // An expired pull token is a 400 from /token during a pull (PROTOCOL.md section 7).
 func TestProbeExpiredPullToken(t *testing.T) {
-	var srv *httptest.Server
-	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/v2/":
-			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="%s/token",service="cgr.dev"`, srv.URL))
-			w.WriteHeader(http.StatusUnauthorized)
-		case "/token":
-			if r.URL.Query().Get("scope") != "repository:acme.example/app:pull" || r.URL.Query().Get("service") != "cgr.dev" {
-				t.Errorf("token query %s", r.URL.RawQuery)
-			}
-			if u, _, ok := r.BasicAuth(); !ok || u != "0123456789012345678901234567890123456789/0123456789abcdef" {
-				t.Errorf("basic auth user %q", u)
-			}
-			w.WriteHeader(http.StatusBadRequest)
-			w.Write([]byte(`{"errors":[{"code":"BAD_REQUEST","message":"rpc error: code = InvalidArgument desc = this identity's keys have expired"}]}`))
+	host := challenging(t, func(self string) string { return self + "/token" }, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("scope") != "repository:acme.example/app:pull" || r.URL.Query().Get("service") != "cgr.dev" {
+			t.Errorf("token query %s", r.URL.RawQuery)
 		}
-	}))
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
-	p := ProbeImage(context.Background(), host, "acme.example/app", "0123456789012345678901234567890123456789/0123456789abcdef", "jwt", srv.Client())
+		if u, _, ok := r.BasicAuth(); !ok || u != "0123456789012345678901234567890123456789/0123456789abcdef" {
+			t.Errorf("basic auth user %q", u)
+		}
+		w.WriteHeader(http.StatusBadRequest)
+		w.Write([]byte(`{"errors":[{"code":"BAD_REQUEST","message":"rpc error: code = InvalidArgument desc = this identity's keys have expired"}]}`))
+	})
+	p := ProbeImage(context.Background(), host, "acme.example/app", "0123456789012345678901234567890123456789/0123456789abcdef", "jwt", &http.Client{Timeout: 10 * time.Second})
 	if p.Status != Fail || !strings.Contains(p.Cause, "pull token has expired") || !strings.Contains(p.Fix, "pull-token create --save") ||
 		p.TokenOrg != "0123456789012345678901234567890123456789" {
 		t.Errorf("%+v", p)
@@ -366,4 +357,108 @@ func TestClientConfigRootFixesUseSudo(t *testing.T) {
 	if userFix != "docker-credential-cgr configure --docker" || rootFix != "sudo docker-credential-cgr configure --docker" {
 		t.Errorf("user's fix %q, root's fix %q", userFix, rootFix)
 	}
+}
+
+// `doctor --image` sends the helper's credential only to the registry's own realm, over
+// https (plain http only to a loopback host), and follows no redirect with it (CONTRACT 3a).
+func TestProbeSendsCredentialsOnlyToOwnRealm(t *testing.T) {
+	const secret = "the-helpers-secret"
+	// A collector elsewhere: anything that reaches it with a credential is a leak.
+	var leaked []string
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" {
+			leaked = append(leaked, r.URL.String())
+		}
+		w.Write([]byte(`{"token":"x"}`))
+	}))
+	defer collector.Close()
+	elsewhere := strings.Replace(collector.URL, "127.0.0.1", "localhost", 1) // another host name, same machine
+	for _, c := range []struct {
+		name  string
+		realm func(self string) string
+		token func(w http.ResponseWriter, r *http.Request, self string)
+		want  string
+	}{
+		{"realm on another host", func(string) string { return elsewhere + "/token" }, nil, "not its own (another host)"},
+		{"realm over plain http to a remote host", func(string) string { return "http://registry.example/token" }, nil, "not its own (plain http)"},
+		{"realm with another scheme", func(string) string { return "ftp://" + "127.0.0.1/token" }, nil, "not its own"},
+		{"own realm redirecting elsewhere", func(self string) string { return self + "/token" }, func(w http.ResponseWriter, r *http.Request, self string) {
+			http.Redirect(w, r, elsewhere+"/steal", http.StatusTemporaryRedirect)
+		}, "redirected (307 Temporary Redirect) to " + elsewhere + "/steal: not followed"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			leaked = nil
+			var host string
+			host = challenging(t, c.realm, func(w http.ResponseWriter, r *http.Request) { c.token(w, r, "http://"+host) })
+			p := ProbeImage(context.Background(), host, "acme.example/app", "_token", secret, &http.Client{Timeout: 5 * time.Second})
+			if p.Status != Fail || !strings.Contains(p.Cause, c.want) || strings.Contains(p.Cause+p.Fix, secret) {
+				t.Fatalf("%+v, want a failure saying %q", p, c.want)
+			}
+			if len(leaked) != 0 {
+				t.Fatalf("the credential reached %v", leaked)
+			}
+		})
+	}
+	if err := ownRealm("cgr.dev", "https://cgr.dev:443/token"); err != nil {
+		t.Errorf("cgr.dev's own realm with its default port: %v", err)
+	}
+	if err := ownRealm("cgr.dev", "https://cgr.dev.evil.example/token"); err == nil {
+		t.Error("a look-alike host accepted")
+	}
+}
+
+// A registry's words reach the terminal as one printable line: no escape sequences.
+func TestProbeRegistryTextIsSafe(t *testing.T) {
+	host := challenging(t, func(self string) string { return self + "/token" }, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		w.Write([]byte("{\"errors\":[{\"code\":\"DENIED\",\"message\":\"no\\u001b]0;pwned\\u0007 access\\u001b[2J\\n\\u202espoof\"}]}"))
+	})
+	c := ImageCheck(ImageOptions{Ref: host + "/acme.example/app", Hosts: []string{host},
+		Credentials: func(context.Context, string) (string, string, error) { return "_token", "secret", nil }})
+	r := Run(context.Background(), []Check{c})
+	var text, js bytes.Buffer
+	r.WriteText(&text)
+	if err := r.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{text.String(), js.String()} {
+		if strings.ContainsAny(out, "\x1b\x07\u202e") || strings.Contains(out, `\u001b`) {
+			t.Fatalf("control characters reached the output:\n%q", out)
+		}
+	}
+	if !strings.Contains(text.String(), "no access") {
+		t.Fatalf("the registry's words are gone:\n%s", text.String())
+	}
+}
+
+// A store dir that cannot be created (a read-only home): get answers not-found, and doctor
+// names the store and why nothing can be kept there.
+func TestStoreCheckNamesUnusableStore(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "read-only-home")
+	os.WriteFile(file, nil, 0o600)
+	dir := filepath.Join(file, "docker-credential-cgr")
+	env := Env{Settings: config.Settings{Store: "file", StoreDir: dir}, Getenv: func(string) string { return "" }}
+	res := Run(context.Background(), []Check{StoreCheck(env)}).Results[0]
+	if res.Status != Fail || !strings.Contains(res.Saw, dir) || !strings.Contains(res.Saw, "cannot be created") ||
+		!strings.Contains(res.Saw, "nothing can be stored") || !strings.Contains(res.Fix, "CGR_STORE_DIR") {
+		t.Fatalf("%+v", res)
+	}
+}
+
+// challenging is a registry whose /v2/ asks for a Bearer token at realm(its own URL) and whose
+// /token answers with token; it returns its host:port.
+func challenging(t *testing.T, realm func(self string) string, token http.HandlerFunc) string {
+	t.Helper()
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v2/":
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q,service="cgr.dev"`, realm(srv.URL)))
+			w.WriteHeader(http.StatusUnauthorized)
+		case "/token":
+			token(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
 }

@@ -15,6 +15,7 @@ import (
 	"sync"
 
 	"github.com/cgrtools/docker-credential-cgr/internal/config"
+	"github.com/cgrtools/docker-credential-cgr/internal/safetext"
 )
 
 // Probe is what ProbeImage learned: how far a pull got and, when it stopped, why.
@@ -48,10 +49,16 @@ type regErrors struct {
 // realm with scope=repository:<repo>:pull and Basic username:secret (none when username is
 // ""), then GET the manifest with the registry token. Answers map to causes as PROTOCOL.md
 // section 7 lists them. Plain http only for loopback hosts.
+//
+// The credential goes only to the registry's own realm (ownRealm: on host itself, over https,
+// or plain http to a loopback host), and no request that carries one follows a redirect: a
+// registry, or whoever answers in its name, must not be able to name another place to send
+// the helper's token to (CONTRACT 3a).
 func ProbeImage(ctx context.Context, host, repo, username, secret string, hc *http.Client) Probe {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
+	hc = noRedirects(hc)
 	name, ref := splitRef(repo)
 	org, _, _ := strings.Cut(name, "/")
 	p := Probe{ImageOrg: org, Anonymous: username == "", TokenOrg: tokenOrg(username, secret)}
@@ -76,11 +83,17 @@ func ProbeImage(ctx context.Context, host, repo, username, secret string, hc *ht
 	case http.StatusUnauthorized:
 		realm, service, ok := challenge(res.Header.Get("WWW-Authenticate"))
 		if !ok {
-			p.Status, p.Cause = Fail, fmt.Sprintf("%s answered 401 without a Bearer challenge (%q)", host, res.Header.Get("WWW-Authenticate"))
+			p.Status, p.Cause = Fail, fmt.Sprintf("%s answered 401 without a Bearer challenge (%s)", host, safetext.Line(res.Header.Get("WWW-Authenticate")))
 			return p
 		}
 		// 2. the registry token
 		p.Step = "token"
+		if err := ownRealm(host, realm); err != nil {
+			p.Status = Fail
+			p.Cause = fmt.Sprintf("%s names %s as its token endpoint, which is not its own (%v): the helper's credential was not sent there", host, safetext.Line(realm), err)
+			p.Fix = fmt.Sprintf("check that %s is a Chainguard registry (CGR_REGISTRY) and that nothing on the way answers in its name", host)
+			return p
+		}
 		q := url.Values{"scope": {"repository:" + name + ":pull"}, "service": {service}}
 		u := realm + "?" + q.Encode()
 		if strings.Contains(realm, "?") {
@@ -96,6 +109,10 @@ func ProbeImage(ctx context.Context, host, repo, username, secret string, hc *ht
 			return p
 		}
 		p.HTTPStatus = res.StatusCode
+		if res.StatusCode >= 300 && res.StatusCode < 400 {
+			p.Status, p.Cause = Fail, redirected("the token endpoint "+safetext.Line(realm), res)
+			return p
+		}
 		if res.StatusCode != http.StatusOK {
 			p.Code, p.Message = regError(body)
 			p.Status = Fail
@@ -139,6 +156,8 @@ func ProbeImage(ctx context.Context, host, repo, username, secret string, hc *ht
 	p.HTTPStatus = res.StatusCode
 	p.Code, p.Message = regError(body)
 	switch res.StatusCode {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		p.Status, p.Cause = Fail, redirected("the manifest request", res)
 	case http.StatusOK:
 		p.Status, p.Cause = OK, fmt.Sprintf("%s/%s:%s can be pulled", host, name, ref)
 		if p.Anonymous {
@@ -301,12 +320,70 @@ func splitParams(s string) []string {
 	return append(out, cur.String())
 }
 
+// regError is a registry's error code and message, made one printable line (a registry's
+// words reach the terminal): a body that is no registry error is cut to its start.
 func regError(body []byte) (code, msg string) {
 	var e regErrors
 	if json.Unmarshal(body, &e) == nil && len(e.Errors) > 0 {
-		return e.Errors[0].Code, e.Errors[0].Message
+		return safetext.Line(e.Errors[0].Code), safetext.Line(e.Errors[0].Message)
 	}
-	return "", strings.TrimSpace(string(body))
+	msg = safetext.Line(string(body))
+	if len(msg) > maxMessage {
+		msg = strings.ToValidUTF8(msg[:maxMessage], "") + "..."
+	}
+	return "", msg
+}
+
+// maxMessage bounds how much of a body that is not a registry error is quoted.
+const maxMessage = 300
+
+// ownRealm accepts a token realm only on the registry's own host (host or host:port, the
+// scheme's default port implied), over https, or over plain http to a loopback host.
+func ownRealm(host, realm string) error {
+	u, err := url.Parse(realm)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("not a URL")
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !config.IsLoopback(u.Hostname()) {
+			return fmt.Errorf("plain http")
+		}
+	default:
+		return fmt.Errorf("scheme %q", u.Scheme)
+	}
+	if u.User != nil {
+		return fmt.Errorf("credentials in the URL")
+	}
+	if !strings.EqualFold(hostPort(u.Host, u.Scheme), hostPort(host, u.Scheme)) {
+		return fmt.Errorf("another host")
+	}
+	return nil
+}
+
+// hostPort is h with the scheme's default port made explicit.
+func hostPort(h, scheme string) string {
+	if _, _, err := net.SplitHostPort(h); err == nil {
+		return h
+	}
+	if scheme == "http" {
+		return net.JoinHostPort(strings.Trim(h, "[]"), "80")
+	}
+	return net.JoinHostPort(strings.Trim(h, "[]"), "443")
+}
+
+// noRedirects is hc answering a redirect with the redirect itself: the credential of a
+// request is never replayed to where a server points.
+func noRedirects(hc *http.Client) *http.Client {
+	c := *hc
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &c
+}
+
+// redirected is the cause for a redirect answer, which ProbeImage never follows.
+func redirected(what string, res *http.Response) string {
+	return fmt.Sprintf("%s redirected (%s) to %s: not followed, the helper's credential is sent nowhere else", what, res.Status, safetext.Line(res.Header.Get("Location")))
 }
 
 func get(ctx context.Context, hc *http.Client, u, auth string) (*http.Response, []byte, error) {
