@@ -55,6 +55,11 @@ func main() {
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
 	ctx := context.Background()
 	if len(args) == 4 && args[0] == token.RefreshAction {
+		if uid := getenv("SUDO_UID"); os.Geteuid() == 0 && uid != "" && uid != "0" {
+			// Only this program starts a job, as the user it runs as: never one through sudo.
+			fmt.Fprintf(stderr, "%s: %s is not a command\n", config.AppName, token.RefreshAction)
+			return 2
+		}
 		return refreshWorker(ctx, args[1:], getenv)
 	}
 

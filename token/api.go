@@ -268,10 +268,7 @@ func (a *API) once(ctx context.Context, op, method, u, tok string, body []byte, 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	hc := a.d.HTTP
-	if hc == nil {
-		hc = &http.Client{Timeout: apiTimeout}
-	}
+	hc := depHTTP(a.d)
 	start := depClock(a.d).Now()
 	resp, err := hc.Do(req)
 	if err != nil {

@@ -327,3 +327,49 @@ func TestBrowserLoginNoBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Another local process can connect to the login's callback port before the browser does. A
+// token it hands over that the issuer did not sign (a well-formed JWT, for the right issuer and
+// audience, signed by a key of its own) is refused with an error page, and the login waits on
+// for the real browser: the stored session is the user's, never the forger's.
+func TestBrowserLoginRefusesForgedCallback(t *testing.T) {
+	v := newSessEnv(t, 0)
+	now := v.e.Clock().Now()
+	forged := sessMint(t, v.e.IssuerURL(), "forger", []string{"cgr.dev"}, now, now.Add(time.Hour))
+	forgedStatus := 0
+	v.d.OpenBrowser = func(ctx context.Context, authURL string) error {
+		u, err := url.Parse(authURL)
+		if err != nil {
+			return err
+		}
+		cb, err := url.Parse(u.Query().Get("redirect"))
+		if err != nil {
+			return err
+		}
+		q := cb.Query()
+		q.Set("token", forged)
+		q.Set("refresh_token", "forged-refresh")
+		cb.RawQuery = q.Encode()
+		client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := client.Get(cb.String())
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		forgedStatus = resp.StatusCode
+		return v.e.Browse(ctx, authURL) // then the real browser
+	}
+	info, err := Login(v.ctx, v.d, LoginOptions{})
+	if err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	if forgedStatus != http.StatusBadRequest {
+		t.Errorf("the forged callback got HTTP %d; want 400", forgedStatus)
+	}
+	if info.Subject != v.e.User().ID || v.session(t).RefreshToken == "forged-refresh" {
+		t.Fatalf("the stored session is %q's; want the browser user %s", info.Subject, v.e.User().ID)
+	}
+	if !strings.Contains(v.stderr.String(), "does not verify") {
+		t.Errorf("nothing said of the refused answer: %q", v.stderr.String())
+	}
+}

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/safetext"
 )
 
 // The STS speaks the REST gateway of a gRPC service (PROTOCOL.md section 5): form bodies in,
@@ -452,7 +454,7 @@ func stsSleep(ctx context.Context, d time.Duration) error {
 // a rune boundary: the message ends up in the one line Docker prints, and half a character
 // there is a broken glyph, or invalid UTF-8 in a JSON report.
 func stsOneLine(s string, max int) string {
-	s = strings.Join(strings.Fields(s), " ")
+	s = strings.Join(strings.Fields(safetext.Line(s)), " ")
 	if len(s) <= max {
 		return s
 	}
@@ -468,11 +470,16 @@ func stsOneLine(s string, max int) string {
 	return s[:cut] + "…"
 }
 
+// depHTTP is the client of every token endpoint: d.HTTP's transport, following no redirect
+// (CONTRACT 3a: a refresh token, an id token or a bearer is never replayed to another URL, nor
+// over plain http after a same-host redirect). A 3xx is an answer like any other error.
 func depHTTP(d Deps) *http.Client {
+	c := http.Client{Timeout: 30 * time.Second}
 	if d.HTTP != nil {
-		return d.HTTP
+		c = *d.HTTP
 	}
-	return &http.Client{Timeout: 30 * time.Second}
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &c
 }
 
 func depClock(d Deps) Clock {

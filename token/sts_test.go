@@ -294,3 +294,53 @@ func TestSTSUnreachableIsTyped(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// Token endpoints follow no redirect, whatever client the caller hands in: a refresh token or
+// an id token is never replayed to another URL, nor to another path of the same host (a
+// redirect to plain http there would put it on the wire in the clear).
+func TestTokenEndpointsFollowNoRedirect(t *testing.T) {
+	var elsewhere atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer other.Close()
+	var issuer *httptest.Server
+	issuer = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/moved":
+			elsewhere.Add(1)
+			w.WriteHeader(http.StatusOK)
+		case "/sts/exchange_refresh_token":
+			http.Redirect(w, r, other.URL+r.URL.Path, http.StatusTemporaryRedirect)
+		default:
+			http.Redirect(w, r, issuer.URL+"/moved", http.StatusTemporaryRedirect)
+		}
+	}))
+	defer issuer.Close()
+	d := Deps{Settings: config.Settings{Issuer: issuer.URL}, HTTP: &http.Client{}} // a client that would follow
+	s := NewSTS(d)
+	if _, err := s.Refresh(context.Background(), "a-refresh-token", []string{"cgr.dev"}); err == nil {
+		t.Fatal("a redirected refresh succeeded")
+	}
+	if _, err := s.Exchange(context.Background(), "an-id-token", []string{"cgr.dev"}, ""); err == nil {
+		t.Fatal("a redirected exchange succeeded")
+	}
+	if n := elsewhere.Load(); n != 0 {
+		t.Fatalf("%d requests followed a redirect with the token", n)
+	}
+}
+
+// An issuer's error text reaches the user's terminal (and Docker's) without control
+// characters: no escape sequence from a hostile or compromised issuer survives.
+func TestIssuerTextIsSafe(t *testing.T) {
+	e := parseSTSError(400, []byte(`{"code":3,"message":"\u001b]0;pwned\u0007\u001b[31mred\u001b[0m \u202egnp.exe\u0000 done"}`))
+	for _, r := range e.Error() {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == 0x202e {
+			t.Fatalf("a control character %U reaches the line: %q", r, e.Error())
+		}
+	}
+	if !strings.Contains(e.Error(), "red") || !strings.Contains(e.Error(), "done") {
+		t.Errorf("the text itself was lost: %q", e.Error())
+	}
+}
