@@ -510,10 +510,10 @@ func identityLogin(ctx context.Context, d Deps, o LoginOptions) (*sessionRecord,
 	}
 	rec := &sessionRecord{Kind: "identity", Identity: o.Identity, Org: o.Org}
 	switch spec := strings.TrimSpace(o.IdentityToken); {
-	case spec == "" && d.Settings.ActionsTokenURL != "":
-		rec.IdentityActions = true
+	case spec == "" && d.Settings.CIProvider != "":
+		rec.IdentityCI = d.Settings.CIProvider
 	case spec == "":
-		return nil, nil, errors.New("login --identity needs --identity-token (a token or a path to one), or GitHub Actions' OIDC token")
+		return nil, nil, errors.New("login --identity needs --identity-token (a token or a path to one), or a CI's own OIDC token (GitHub Actions, GitLab, Buildkite, CircleCI)")
 	case looksLikeJWT(spec):
 		// A literal token is kept only in the secret store; a path is better (it rotates).
 		rec.IdentityToken = spec
@@ -527,7 +527,7 @@ func identityLogin(ctx context.Context, d Deps, o LoginOptions) (*sessionRecord,
 	if rec.Org == "" {
 		rec.Org = rootOf(o.Identity)
 	}
-	subject, err := identityToken(ctx, d, rec.IdentityTokenPath, rec.IdentityToken, rec.IdentityActions)
+	subject, err := identityToken(ctx, d, rec.IdentityTokenPath, rec.IdentityToken, rec.ci())
 	if err != nil {
 		return nil, nil, err
 	}

@@ -78,7 +78,16 @@ type sessionRecord struct {
 	Identity          string `json:"identity,omitempty"`
 	IdentityTokenPath string `json:"identity_token_path,omitempty"` // re-read at every exchange
 	IdentityToken     string `json:"identity_token,omitempty"`      // a literal token, when no path was given
-	IdentityActions   bool   `json:"identity_token_actions,omitempty"`
+	IdentityActions   bool   `json:"identity_token_actions,omitempty"` // GitHub Actions (older records)
+	IdentityCI        string `json:"identity_token_ci,omitempty"`      // the CI whose own token is used
+}
+
+// ci is the CI whose own OIDC token an identity session uses ("" when it was given one).
+func (r *sessionRecord) ci() string {
+	if r.IdentityCI == "" && r.IdentityActions {
+		return "github-actions"
+	}
+	return r.IdentityCI
 }
 
 func (r *sessionRecord) kind() string {
@@ -421,7 +430,7 @@ func (s *Session) usable(tok *Token, rec *tokenRecord) bool {
 func (s *Session) renew(ctx context.Context, sess *sessionRecord, aud string) (*STSResult, error) {
 	now := depClock(s.d).Now().Add(sess.skew())
 	if sess.kind() == "identity" && sess.RefreshToken == "" {
-		subject, err := identityToken(ctx, s.d, sess.IdentityTokenPath, sess.IdentityToken, sess.IdentityActions)
+		subject, err := identityToken(ctx, s.d, sess.IdentityTokenPath, sess.IdentityToken, sess.ci())
 		if err != nil {
 			return nil, err
 		}

@@ -59,13 +59,13 @@ func TestUsable(t *testing.T) {
 // says what is wrong without echoing it. A real path is named.
 func TestIdentityTokenErrorsDoNotEchoTheToken(t *testing.T) {
 	for _, opaque := range []string{"s3cr3t-opaque-token-value", "Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln.x", "a/b+c=="} {
-		_, err := identityToken(context.Background(), Deps{}, opaque, "", false)
+		_, err := identityToken(context.Background(), Deps{}, opaque, "", "")
 		if err == nil || strings.Contains(err.Error(), opaque) {
 			t.Fatalf("error %v; want one that does not echo the value", err)
 		}
 	}
 	missing := filepath.Join(t.TempDir(), "token")
-	_, err := identityToken(context.Background(), Deps{}, missing, "", false)
+	_, err := identityToken(context.Background(), Deps{}, missing, "", "")
 	if err == nil || !strings.Contains(err.Error(), missing) || strings.Count(err.Error(), missing) != 1 {
 		t.Fatalf("error %v; want one naming the path once", err)
 	}

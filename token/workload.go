@@ -91,7 +91,7 @@ func (w *Workload) Token(ctx context.Context, aud string) (*Token, error) {
 
 // exchange trades the identity's OIDC token for a token for aud and caches it.
 func (w *Workload) exchange(ctx context.Context, key, aud string) (*Token, error) {
-	subject, err := identityToken(ctx, w.d, w.d.Settings.IdentityToken, "", w.d.Settings.ActionsTokenURL != "")
+	subject, err := identityToken(ctx, w.d, w.d.Settings.IdentityToken, "", w.d.Settings.CIProvider)
 	if err != nil {
 		return nil, err
 	}
@@ -161,17 +161,15 @@ func claimsOf(raw string) string {
 }
 
 // identityToken finds the OIDC token for an assumable identity: given as a literal JWT or a
-// path to one (read again at every use: it rotates), or fetched from GitHub Actions.
-// spec is a literal or a path; literal is a literal kept from login.
-func identityToken(ctx context.Context, d Deps, spec, literal string, actions bool) (string, error) {
+// path to one (read again at every use: it rotates), or asked of the CI the job runs in, at
+// every exchange (CI tokens live minutes: GitHub's 5). spec is a literal or a path; literal is
+// a literal kept from login; ci is the CI whose own token to use when neither is given.
+func identityToken(ctx context.Context, d Deps, spec, literal, ci string) (string, error) {
 	if spec == "" && literal != "" {
 		spec = literal
 	}
 	if spec == "" {
-		if actions && d.Settings.ActionsTokenURL != "" {
-			return actionsToken(ctx, d)
-		}
-		return "", &FixableError{Cause: "CGR_IDENTITY is set but there is no identity token: set CGR_IDENTITY_TOKEN to a token or a path to one (GitHub Actions: grant `id-token: write`)"}
+		return ciToken(ctx, d, ci)
 	}
 	if looksLikeJWT(spec) {
 		return spec, nil

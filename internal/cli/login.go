@@ -68,7 +68,7 @@ Exits 0 only once the session is stored.`,
 			if err != nil {
 				return err
 			}
-			if o.Identity != "" && o.IdentityToken == "" && d.Settings.ActionsTokenURL == "" {
+			if o.Identity != "" && o.IdentityToken == "" && d.Settings.CIProvider == "" {
 				return &UsageError{errors.New("--identity needs --identity-token (a token or a path to one)")}
 			}
 			if st, err := token.NewSession(d).Info(ctx); err == nil && st.Kind == "user" && o.Identity == "" {

@@ -40,6 +40,11 @@ type Settings struct {
 	// GitHub Actions' ambient OIDC token endpoint, when present.
 	ActionsTokenURL   string
 	ActionsTokenToken string
+	// CIProvider is the CI this runs in, detected from its environment: "github-actions",
+	// "gitlab", "buildkite", "circleci", or "". CIOIDCToken is an OIDC token the CI put in
+	// the environment (CircleCI's CIRCLE_OIDC_TOKEN_V2).
+	CIProvider  string
+	CIOIDCToken string
 
 	AutoLogin bool   // CGR_AUTO_LOGIN
 	Browser   string // BROWSER: command that opens a URL (the URL is its last argument)
@@ -168,6 +173,21 @@ func Load(getenv Getenv, flags Flags) (Settings, error) {
 	}
 	s.Browser = pick("", "", "BROWSER", "browser", "").value
 	s.CI = truthy(getenv("CI")) || truthy(getenv("GITHUB_ACTIONS"))
+	switch {
+	case truthy(getenv("GITHUB_ACTIONS")) || s.ActionsTokenURL != "":
+		s.CIProvider = "github-actions"
+	case truthy(getenv("GITLAB_CI")):
+		s.CIProvider = "gitlab"
+	case truthy(getenv("BUILDKITE")):
+		s.CIProvider = "buildkite"
+	case truthy(getenv("CIRCLECI")):
+		s.CIProvider = "circleci"
+		s.CIOIDCToken = strings.TrimSpace(getenv("CIRCLE_OIDC_TOKEN_V2"))
+		if s.CIOIDCToken == "" {
+			s.CIOIDCToken = strings.TrimSpace(getenv("CIRCLE_OIDC_TOKEN"))
+		}
+	}
+	s.CI = s.CI || s.CIProvider != ""
 	s.Path = getenv("PATH")
 	s.CacheDir = UserCacheDir(getenv)
 	return s, nil
