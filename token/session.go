@@ -49,9 +49,9 @@ type SessionInfo struct {
 	Subject, Email, Org string // Org: org given at login (--org) or learned, may be ""
 	// IDP is the identity provider the login went through (login --org), "" for Chainguard's
 	// own: a new login (auto-login) goes the same way.
-	IDP string
-	RefreshExpiry       time.Time
-	Tokens              map[string]time.Time // cached tokens: audience → expiry
+	IDP           string
+	RefreshExpiry time.Time
+	Tokens        map[string]time.Time // cached tokens: audience → expiry
 	// Identity is the assumed identity id of an "identity" session.
 	Identity string
 	// Skew is the issuer's clock minus ours, as the session learned it: RefreshExpiry and
@@ -76,8 +76,8 @@ type sessionRecord struct {
 
 	// "identity" sessions re-exchange an OIDC token for the identity instead of refreshing.
 	Identity          string `json:"identity,omitempty"`
-	IdentityTokenPath string `json:"identity_token_path,omitempty"` // re-read at every exchange
-	IdentityToken     string `json:"identity_token,omitempty"`      // a literal token, when no path was given
+	IdentityTokenPath string `json:"identity_token_path,omitempty"`    // re-read at every exchange
+	IdentityToken     string `json:"identity_token,omitempty"`         // a literal token, when no path was given
 	IdentityActions   bool   `json:"identity_token_actions,omitempty"` // GitHub Actions (older records)
 	IdentityCI        string `json:"identity_token_ci,omitempty"`      // the CI whose own token is used
 }
