@@ -183,11 +183,9 @@ func refreshWorker(ctx context.Context, args []string, getenv func(string) strin
 			h.Release()
 		}
 	}()
-	job := token.Job{Kind: args[0]}
-	if job.Kind == "pull" {
-		job.Host = args[1]
-	} else {
-		job.Audience = args[1]
+	job := token.Job{Kind: args[0], Audience: args[1]}
+	if job.Kind != "session" {
+		job.Host, job.Audience = args[1], ""
 	}
 	s, err := config.Load(getenv, config.Flags{})
 	if err != nil {

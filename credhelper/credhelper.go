@@ -139,14 +139,14 @@ func (h *Helper) Add(c *credentials.Credentials) error {
 	switch {
 	case user == TokenUsername:
 		if _, err := token.Parse(c.Secret); err != nil {
-			return fmt.Errorf("the password for %s must be a Chainguard token (a JWT); to log in, run `%s`", TokenUsername, token.LoginCommand)
+			return fmt.Errorf("the password for %s must be a Chainguard token (a JWT); to log in, run: %s", TokenUsername, token.LoginCommand)
 		}
 	case token.ValidIdentityID(user):
 		if _, err := token.Parse(c.Secret); err != nil {
 			return fmt.Errorf("the password for identity %s must be a pull token (a JWT)", user)
 		}
 	default:
-		return fmt.Errorf("%s takes a pull token (username = its identity id) or `%s` with a Chainguard token; to log in, run `%s`", host, TokenUsername, token.LoginCommand)
+		return fmt.Errorf("%s takes a pull token (username = its identity id) or %s with a Chainguard token; to log in, run: %s", host, TokenUsername, token.LoginCommand)
 	}
 	d, err := h.deps()
 	if err != nil {

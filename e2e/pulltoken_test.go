@@ -241,3 +241,37 @@ func TestSavedPullTokenPullsWithoutSession(t *testing.T) {
 		}
 	})
 }
+
+// A saved pull token whose identity was deleted at the issuer: the helper learns it in the
+// background (at most an hour after the last check; at once for a token never checked), and
+// from then on get answers one line naming the cause and the fix, which crane prints, instead
+// of a token the registry refuses with a bare Forbidden.
+func TestPullTokenDeletedIdentityNamedByGet(t *testing.T) {
+	w := newWorld(t, emulator.Options{})
+	w.login()
+	id, _ := w.pullToken("--save", "--name", "gone")
+	if r := w.helper("", "logout"); r.code != 0 { // nothing can replace it now
+		t.Fatalf("logout: %s", r.stderr)
+	}
+	w.emu.DeleteIdentity(id)
+	host := w.emu.RegistryHost()
+	deadline := time.Now().Add(10 * time.Second)
+	var r result
+	for {
+		r = w.helper(host, "get") // the first get starts the check in the background
+		if r.code != 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	line := oneLine(t, "get with a deleted pull token identity", r, "no longer exists", id, "docker-credential-cgr login && docker-credential-cgr pull-token create --save")
+	t.Logf("get: %s", line)
+	crane := need(t, "crane")
+	cr := w.run("", crane, "manifest", "--insecure", w.emu.PrivateImage())
+	if cr.code == 0 || !strings.Contains(cr.stderr, "no longer exists") {
+		t.Fatalf("crane with a deleted pull token: exit %d, stderr %q; want the helper's line", cr.code, cr.stderr)
+	}
+	if r := w.helper("", "status"); r.code != 1 || !strings.Contains(r.stdout, "no longer exists") {
+		t.Errorf("status: exit %d, %q; want the same problem", r.code, r.stdout)
+	}
+}

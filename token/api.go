@@ -272,7 +272,7 @@ func (a *API) once(ctx context.Context, op, method, u, tok string, body []byte, 
 	start := depClock(a.d).Now()
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("platform API %s: %s: %w", a.d.Settings.API, op, scrubURLError(err))
+		return transient(fmt.Errorf("platform API %s: %s: %w", a.d.Settings.API, op, scrubURLError(err)))
 	}
 	defer resp.Body.Close()
 	if skew, ok := skewFrom(resp, start, depClock(a.d).Now()); ok {

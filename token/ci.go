@@ -29,6 +29,9 @@ const ciTimeout = 8 * time.Second
 
 func ciToken(ctx context.Context, d Deps, ci string) (string, error) {
 	aud := d.Settings.IssuerHost()
+	if ci == "" && d.Settings.ActionsTokenURL != "" {
+		ci = "github-actions"
+	}
 	switch ci {
 	case "github-actions":
 		if d.Settings.ActionsTokenURL == "" {

@@ -33,7 +33,7 @@ func (r Exec) Run(ctx context.Context, d Deps, job Job, held []*keystore.Held) e
 		return InProcess{}.Run(ctx, d, job, held)
 	}
 	arg := job.Audience
-	if job.Kind == jobPull {
+	if job.Kind == jobPull || job.Kind == jobPullCheck {
 		arg = job.Host
 	}
 	cmd := exec.Command(r.Exe, RefreshAction, job.Kind, arg, strconv.Itoa(len(held)))

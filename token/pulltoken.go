@@ -37,6 +37,9 @@ const (
 	cleanupTimeout = 10 * time.Second
 )
 
+// errPullDamaged: the stored pull token cannot be read.
+var errPullDamaged = errors.New("the stored pull token is damaged")
+
 // ErrPullTokenExpired is wrapped by the *FixableError of a stored pull token that expired and
 // could not be renewed.
 var ErrPullTokenExpired = errors.New("the pull token expired")
@@ -92,7 +95,15 @@ type pullRecord struct {
 	// SkewNS is the issuer's clock minus ours (learned at create, save or renewal): Expiry is
 	// in the issuer's time, so every expiry decision uses our clock plus this. 0 in old records.
 	SkewNS int64 `json:"skew_ns"`
+	// Checked is when the issuer last accepted the token (our clock); Gone, when it said its
+	// identity no longer exists: get then answers that line instead of a bare 403 at pull time.
+	Checked time.Time `json:"checked,omitzero"`
+	Gone    string    `json:"gone,omitempty"`
 }
+
+// pullCheckEvery is how often a saved pull token is shown to the issuer, in the background,
+// to learn that its identity was deleted before a pull fails with a bare Forbidden.
+const pullCheckEvery = time.Hour
 
 func pullKey(host string) string { return storeKey("pull/" + host) }
 
@@ -164,10 +175,11 @@ func (p *PullTokens) read(ctx context.Context, host string) (*pullRecord, error)
 	}
 	var r pullRecord
 	if err := json.Unmarshal(b, &r); err != nil || r.Token == "" || !ValidIdentityID(r.Identity) || r.Expiry.IsZero() {
-		return nil, &FixableError{
-			Cause: "the pull token stored for " + host + " is damaged",
-			Fix:   SaveCommand,
+		fix := SaveCommand
+		if p.canRenew(ctx, &pullRecord{}) != nil { // creating one needs a login
+			fix = LoginCommand + " && " + SaveCommand
 		}
+		return nil, &FixableError{Cause: "the pull token stored for " + host + " is damaged (unreadable)", Fix: fix, Err: errPullDamaged}
 	}
 	return &r, nil
 }
@@ -205,7 +217,8 @@ func (p *PullTokens) Get(ctx context.Context, host string) (*PullToken, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !r.due(p.issuerNow(r)) {
+	if !r.due(p.issuerNow(r)) && r.Gone == "" {
+		p.checkLater(ctx, host, r)
 		return r.pullToken(), nil
 	}
 	rerr := p.canRenew(ctx, r)
@@ -217,6 +230,9 @@ func (p *PullTokens) Get(ctx context.Context, host string) (*PullToken, error) {
 		}
 	}
 	now := p.issuerNow(r)
+	if r.Gone != "" {
+		return nil, goneFailure(r, rerr)
+	}
 	if r.expired(now) {
 		return nil, expiredFailure(host, r, rerr)
 	}
@@ -256,6 +272,60 @@ func expiredFailure(host string, r *pullRecord, rerr error) error {
 	return &FixableError{Cause: cause, Fix: fix, Err: ErrPullTokenExpired}
 }
 
+// goneFailure is the line for a saved pull token whose identity was deleted at the issuer
+// (rerr: why no session could replace it).
+func goneFailure(r *pullRecord, rerr error) error {
+	fix := SaveCommand
+	if errors.Is(rerr, ErrNoCredential) {
+		fix = LoginCommand + " && " + SaveCommand
+	}
+	return &FixableError{Cause: r.Gone, Fix: fix, Err: ErrPullTokenExpired}
+}
+
+// checkLater shows r to the issuer in the background once pullCheckEvery has passed since it
+// last did: this get does not wait for it, and only one process checks at a time.
+func (p *PullTokens) checkLater(ctx context.Context, host string, r *pullRecord) {
+	if p.d.Settings.StoreDir == "" || (r.Issuer != "" && r.Issuer != p.d.Settings.Issuer) ||
+		depClock(p.d).Now().Sub(r.Checked) < pullCheckEvery {
+		return
+	}
+	if _, inProcess := depRunner(p.d).(InProcess); inProcess {
+		return // only a runner whose job outlives this short-lived process checks in the background
+	}
+	h, ok, err := keystore.TryAcquire(p.d.Settings.StoreDir, lockName("pull", host))
+	if err != nil || !ok {
+		return
+	}
+	done, cancel := context.WithCancel(ctx)
+	cancel() // do not wait: the job goes on by itself
+	_ = depRunner(p.d).Run(done, p.d, Job{Kind: jobPullCheck, Host: host}, []*keystore.Held{h})
+}
+
+// checkJob exchanges the pull token held for host at the issuer, as the registry does at pull
+// time, and records what it said: accepted (Checked), or its identity gone (Gone). A failing
+// issuer leaves it for the next check.
+func (p *PullTokens) checkJob(ctx context.Context, host string) error {
+	r, err := p.read(ctx, host)
+	if err != nil {
+		return err
+	}
+	if depClock(p.d).Now().Sub(r.Checked) < pullCheckEvery {
+		return nil
+	}
+	_, err = NewSTS(p.d).Exchange(ctx, r.Token, []string{p.d.Settings.Audience}, r.Identity)
+	var se *STSError
+	switch {
+	case err == nil:
+		r.Gone = ""
+	case errors.As(err, &se) && se.Code == CodeNotFound:
+		r.Gone = fmt.Sprintf("the pull token stored for %s (identity %s) no longer exists at %s (identity not found: deleted)", host, r.Identity, p.d.Settings.Issuer)
+	default:
+		return err
+	}
+	r.Checked = depClock(p.d).Now()
+	return p.write(ctx, host, r)
+}
+
 // errRetryLater: a renewal failed against a failing API a moment ago.
 var errRetryLater = errors.New("the last renewal failed a moment ago")
 
@@ -285,7 +355,7 @@ func (p *PullTokens) canRenew(ctx context.Context, r *pullRecord) error {
 // each; only if they are free while r is still valid, and then waiting at most staleWait),
 // re-reads, and hands the locks to a job that renews. It returns the token to serve.
 func (p *PullTokens) renewFor(ctx context.Context, host string, r *pullRecord) (*PullToken, error) {
-	valid := !r.expired(p.issuerNow(r))
+	valid := !r.expired(p.issuerNow(r)) && r.Gone == ""
 	lock := lockName("pull", host)
 	if _, failed := recentFailure(p.d, lock); failed && valid {
 		return nil, errRetryLater
@@ -318,7 +388,7 @@ func (p *PullTokens) renewFor(ctx context.Context, host string, r *pullRecord) (
 		held = append(held, hl)
 	}
 	// Re-read: another helper may have renewed it while we waited for the lock.
-	if cur, err := p.read(ctx, host); err == nil && !cur.due(p.issuerNow(cur)) {
+	if cur, err := p.read(ctx, host); err == nil && !cur.due(p.issuerNow(cur)) && cur.Gone == "" {
 		releaseAll(held)
 		return cur.pullToken(), nil
 	}
@@ -329,7 +399,7 @@ func (p *PullTokens) renewFor(ctx context.Context, host string, r *pullRecord) (
 	if err != nil {
 		return nil, err
 	}
-	if cur.due(p.issuerNow(cur)) {
+	if cur.due(p.issuerNow(cur)) || cur.Gone != "" {
 		return nil, errors.New("the renewed pull token was not saved")
 	}
 	return cur.pullToken(), nil
@@ -344,7 +414,7 @@ func (p *PullTokens) renewJob(ctx context.Context, host string) (err error) {
 	if err != nil {
 		return err
 	}
-	if !cur.due(p.issuerNow(cur)) {
+	if !cur.due(p.issuerNow(cur)) && cur.Gone == "" {
 		return nil
 	}
 	if err := p.canRenew(ctx, cur); err != nil {

@@ -393,11 +393,13 @@ func TestGetWithoutSessionWarnsThenFails(t *testing.T) {
 	}
 }
 
-// Renewal failing (platform API down) while the token is valid: served, with a warning.
+// Renewal failing (platform API down) while the token is valid: served, with a warning; the
+// failure is remembered for a few minutes (the next gets do not pay for it again), then the
+// renewal is tried again and succeeds once the API is back.
 func TestGetRenewalFailureServesAndWarns(t *testing.T) {
 	f := newPTFixture(t)
 	f.login()
-	const ttl = 300 * time.Second
+	const ttl = 30 * time.Minute
 	old := f.create(ttl)
 	f.emu.Clock().Advance(ttl*2/3 + 10*time.Second)
 	f.emu.SetFault(emulator.Fault{APIStatus: http.StatusServiceUnavailable})
@@ -409,8 +411,13 @@ func TestGetRenewalFailureServesAndWarns(t *testing.T) {
 		t.Errorf("warning = %q", w)
 	}
 	f.emu.SetFault(emulator.Fault{})
+	f.emu.ResetCounts()
+	if got := f.get(); got.Identity != old.Identity || f.emu.Count("api/roles") != 0 {
+		t.Fatalf("a renewal was tried again at once (API calls %d): the failure was not remembered", f.emu.Count("api/roles"))
+	}
+	f.emu.Clock().Advance(3*time.Minute + time.Second)
 	if got := f.get(); got.Identity == old.Identity {
-		t.Error("not renewed once the API is back")
+		t.Error("not renewed once the API is back and the failure is a few minutes old")
 	}
 }
 

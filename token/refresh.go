@@ -29,8 +29,9 @@ type Job struct {
 }
 
 const (
-	jobSession = "session"
-	jobPull    = "pull"
+	jobSession   = "session"
+	jobPull      = "pull"
+	jobPullCheck = "pull-check"
 
 	// JobTimeout bounds a job on its own, whatever its caller does. Long: a refresh that the
 	// issuer is still working on must not be abandoned (its answer holds the only valid
@@ -96,6 +97,8 @@ func RunJob(ctx context.Context, d Deps, job Job) error {
 		return NewSession(d).refreshJob(ctx, job.Audience)
 	case jobPull:
 		return NewPullTokens(d, NewSession(d)).renewJob(ctx, job.Host)
+	case jobPullCheck:
+		return NewPullTokens(d, NewSession(d)).checkJob(ctx, job.Host)
 	}
 	return fmt.Errorf("unknown job %q", job.Kind)
 }

@@ -467,6 +467,10 @@ func isTransient(err error) bool {
 			return true
 		}
 	}
+	var ae *APIError
+	if errors.As(err, &ae) && (ae.Status >= 500 || ae.Code == CodeUnavailable || ae.Code == CodeDeadlineExceeded) {
+		return true
+	}
 	return errors.Is(err, errTransient) || errors.Is(err, context.DeadlineExceeded)
 }
 

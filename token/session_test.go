@@ -511,7 +511,7 @@ func TestRevokedRefreshToken(t *testing.T) {
 	v.e.RevokeRefreshTokens()
 	v.e.Clock().Advance(56 * time.Minute)
 	_, err := NewSession(v.d).Token(v.ctx, "")
-	wantFixable(t, err, "revoked", "run `docker-credential-cgr login`")
+	wantFixable(t, err, "revoked", "run: docker-credential-cgr login")
 	if !errors.Is(err, ErrLoginRequired) {
 		t.Error("not ErrLoginRequired")
 	}
@@ -525,7 +525,7 @@ func TestRefreshTokenExpired(t *testing.T) {
 	v.e.Clock().Advance(56 * time.Minute)
 	v.e.ResetCounts()
 	_, err := NewSession(v.d).Token(v.ctx, "")
-	wantFixable(t, err, "expire", "run `docker-credential-cgr login`")
+	wantFixable(t, err, "expire", "run: docker-credential-cgr login")
 	if n := v.e.Count("sts/exchange_refresh_token"); n != 0 {
 		t.Errorf("a refresh token known to be expired was sent (%d)", n)
 	}

@@ -62,13 +62,8 @@ func (s pullTokenSource) Describe(ctx context.Context, host string) (Status, err
 	switch {
 	case errors.Is(err, ErrNoCredential) && !errors.As(err, &fe):
 		return st, nil
-	case errors.As(err, &fe) && !errors.Is(err, ErrNoCredential) && fe.Fix == SaveCommand:
-		// Damaged: what get says, with a fix that works from here (create needs a login).
-		st.Configured = true
-		if s.p.canRenew(ctx, &pullRecord{}) != nil {
-			fe = &FixableError{Cause: fe.Cause, Fix: LoginCommand + " && " + SaveCommand, Err: fe.Err}
-		}
-		st.Problem = fe
+	case errors.Is(err, errPullDamaged):
+		st.Configured, st.Problem = true, fe // what get says, with its fix
 		return st, nil
 	case err != nil:
 		return st, err
@@ -78,7 +73,10 @@ func (s pullTokenSource) Describe(ctx context.Context, host string) (Status, err
 	st.Expiry, st.Skew, st.Detail = pt.Expiry, pt.skew, pt
 	canRenew := s.p.canRenew(ctx, r)
 	st.Renews = canRenew == nil
-	if r.expired(s.p.issuerNow(r)) && canRenew != nil {
+	switch {
+	case r.Gone != "" && canRenew != nil:
+		st.Problem = goneFailure(r, canRenew)
+	case r.expired(s.p.issuerNow(r)) && canRenew != nil:
 		st.Problem = expiredFailure(host, r, canRenew)
 	}
 	return st, nil

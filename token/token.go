@@ -60,7 +60,9 @@ func (e *FixableError) Error() string {
 	if e.Fix == "" {
 		return e.Cause
 	}
-	return fmt.Sprintf("%s; run `%s`", e.Cause, e.Fix)
+	// No backticks: clients quote the line themselves (docker: "out: `...`"), and a quote
+	// inside a quote reads as noise.
+	return fmt.Sprintf("%s; run: %s", e.Cause, e.Fix)
 }
 
 func (e *FixableError) Unwrap() error { return e.Err }

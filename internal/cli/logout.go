@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cgrtools/docker-credential-cgr/internal/config"
 	"github.com/cgrtools/docker-credential-cgr/token"
 )
 
@@ -57,6 +58,14 @@ Logging out when not logged in is not an error.`,
 				fmt.Fprintf(a.Stderr, "Logged out of %s\n", d.Settings.IssuerHost())
 			} else {
 				fmt.Fprintln(a.Stderr, "Not logged in")
+			}
+			// A saved pull token still answers get: say so, and how to forget it too.
+			p := token.NewPullTokens(d, nil)
+			for _, host := range d.Settings.Registries {
+				if pt, err := p.Stored(ctx, host); err == nil {
+					fmt.Fprintf(a.Stderr, "Note: the pull token stored for %s (identity %s) still serves pulls until it expires at %s, no longer renewed; `%s logout --all` forgets it here, `%s pull-token delete %s` deletes it\n",
+						host, pt.Identity, pt.Expiry.UTC().Format("2006-01-02 15:04 UTC"), config.AppName, config.AppName, pt.Identity)
+				}
 			}
 			return nil
 		},

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -239,25 +238,51 @@ func pullTokenList(a *App) *cobra.Command {
 }
 
 func pullTokenDelete(a *App) *cobra.Command {
-	return &cobra.Command{
-		Use:   "delete ID",
+	var parent string
+	cmd := &cobra.Command{
+		Use:   "delete ID-or-NAME",
 		Short: "Delete a pull token (and forget it here if it is stored)",
-		Args:  cobra.ExactArgs(1),
+		Long: `Delete a pull token at the platform (its identity), and forget it here if it is stored.
+Name it by its identity id, or by its name when one pull token of the organization has it
+(as pull-token list shows both).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !token.ValidIdentityID(args[0]) || !strings.Contains(args[0], "/") {
-				return &UsageError{errors.New("ID must be a pull token identity id (<40 hex>/<16 hex>), as `pull-token list` shows")}
-			}
+			id := args[0]
 			deps, err := a.Deps(cmd.Context())
 			if err != nil {
 				return err
 			}
-			if err := token.NewPullTokens(deps, token.NewSession(deps)).Delete(cmd.Context(), args[0]); err != nil {
+			pts := token.NewPullTokens(deps, token.NewSession(deps))
+			if !token.ValidIdentityID(id) || !strings.Contains(id, "/") {
+				// A name: it must name exactly one pull token of the organization.
+				list, err := pts.List(cmd.Context(), parent)
+				if err != nil {
+					return err
+				}
+				var ids []string
+				for _, pt := range list {
+					if pt.Name == args[0] {
+						ids = append(ids, pt.Identity)
+					}
+				}
+				switch len(ids) {
+				case 0:
+					return &UsageError{fmt.Errorf("no pull token is named %q (pull-token list shows their names and ids)", args[0])}
+				case 1:
+					id = ids[0]
+				default:
+					return &UsageError{fmt.Errorf("%d pull tokens are named %q (%s); give the identity id of the one to delete", len(ids), args[0], strings.Join(ids, ", "))}
+				}
+			}
+			if err := pts.Delete(cmd.Context(), id); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Deleted pull token %s.\n", args[0])
+			fmt.Fprintf(cmd.OutOrStdout(), "Deleted pull token %s.\n", id)
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&parent, "parent", "", "organization (id or name) whose pull tokens a NAME is looked up in")
+	return cmd
 }
 
 func ptWriteJSON(w io.Writer, v any) error {
