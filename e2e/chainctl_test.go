@@ -103,8 +103,8 @@ func TestChainctlLinkFirstOnPath(t *testing.T) {
 	t.Cleanup(func() { w.run("", "docker", "rmi", "-f", img) })
 
 	r := w.helper("", "configure")
-	if r.code != 0 || !strings.Contains(r.stderr, "chainctl") || !strings.Contains(r.stderr, "ln -sf "+helperBin+" "+link) {
-		t.Fatalf("configure with chainctl's link first: exit %d; want a warning with the fix:\n%s", r.code, r.stderr)
+	if r.code != 0 || !strings.Contains(r.stdout, "chainctl") || !strings.Contains(r.stdout, "ln -sf "+helperBin+" "+link) {
+		t.Fatalf("configure with chainctl's link first: exit %d; want a warning with the fix:\n%s", r.code, r.stdout)
 	}
 	res := w.mustFail("helper on your PATH", []string{"chainctl", link})
 	if want := "ln -sf " + helperBin + " " + link; res.Fix != want {
@@ -154,7 +154,7 @@ func TestChainctlLinkLaterOnPath(t *testing.T) {
 	if !strings.Contains(ok.Saw, "chainctl's link at "+filepath.Join(chainctlDir, "docker-credential-cgr")+" comes later") {
 		t.Fatalf("doctor does not mention chainctl's later link: %q", ok.Saw)
 	}
-	if r := w.helper("", "configure"); strings.Contains(r.stderr, "chainctl") {
-		t.Fatalf("configure warns about a chainctl link that is not used:\n%s", r.stderr)
+	if r := w.helper("", "configure"); strings.Contains(r.stdout, "chainctl") {
+		t.Fatalf("configure warns about a chainctl link that is not used:\n%s", r.stdout)
 	}
 }

@@ -143,9 +143,9 @@ served host (--fix-shadowing deletes those entries), a file read earlier, a cred
 			} else {
 				for _, c := range r.Changes {
 					if len(accounts) > 1 {
-						fmt.Fprintf(a.Stderr, "%s: ", c.Account)
+						fmt.Fprintf(a.Stdout, "%s: ", c.Account)
 					}
-					fmt.Fprintln(a.Stderr, c.Line())
+					fmt.Fprintln(a.Stdout, c.Line())
 				}
 				for _, f := range r.Warnings {
 					label := string(f.Level) + ":"
@@ -155,11 +155,11 @@ served host (--fix-shadowing deletes those entries), a file read earlier, a cred
 					if len(accounts) > 1 {
 						label = f.Account + ": " + label
 					}
-					fmt.Fprintf(a.Stderr, "%s %s (%s); fix: %s\n", label, f.Saw, f.Path, f.Fix)
+					fmt.Fprintf(a.Stdout, "%s %s (%s); fix: %s\n", label, f.Saw, f.Path, f.Fix)
 				}
 				for _, h := range r.Helper {
 					if h.Fix != "" {
-						fmt.Fprintf(a.Stderr, "warn: %s: %s; fix: %s\n", h.Who, h.Saw, h.Fix)
+						fmt.Fprintf(a.Stdout, "warn: %s: %s; fix: %s\n", h.Who, h.Saw, h.Fix)
 					}
 				}
 			}

@@ -42,13 +42,13 @@ func TestConfigureCommand(t *testing.T) {
 	env, home := configureEnv(t)
 	docker := filepath.Join(home, ".docker", "config.json")
 
-	code, _, stderr := execCLI(env, "configure")
-	if code != 0 || strings.Count(stderr, "created: added cgr.dev, 127.0.0.1:5000") != 3 {
-		t.Fatalf("exit %d\n%s", code, stderr)
+	code, out, _ := execCLI(env, "configure")
+	if code != 0 || strings.Count(out, "created: added cgr.dev, 127.0.0.1:5000") != 3 {
+		t.Fatalf("exit %d\n%s", code, out)
 	}
-	code, _, stderr = execCLI(env, "configure", "--docker")
-	if code != 0 || strings.TrimSpace(stderr) != docker+" (docker): unchanged" {
-		t.Fatalf("second run: exit %d\n%s", code, stderr)
+	code, out, _ = execCLI(env, "configure", "--docker")
+	if code != 0 || strings.TrimSpace(out) != docker+" (docker): unchanged" {
+		t.Fatalf("second run: exit %d\n%s", code, out)
 	}
 	code, stdout, _ := execCLI(env, "configure", "--json", "--remove", "--helm")
 	var r configureReport
@@ -60,9 +60,9 @@ func TestConfigureCommand(t *testing.T) {
 	}
 
 	os.WriteFile(docker, []byte("{\"auths\": {,}}"), 0o600)
-	code, _, stderr = execCLI(env, "configure", "--docker")
-	if code != 1 || !strings.Contains(stderr, "invalid JSON at line 1, column 12") || !strings.Contains(stderr, "left untouched") {
-		t.Fatalf("malformed: exit %d\n%s", code, stderr)
+	code, out, _ = execCLI(env, "configure", "--docker")
+	if code != 1 || !strings.Contains(out, "invalid JSON at line 1, column 12") || !strings.Contains(out, "left untouched") {
+		t.Fatalf("malformed: exit %d\n%s", code, out)
 	}
 	if b, _ := os.ReadFile(docker); string(b) != "{\"auths\": {,}}" {
 		t.Errorf("malformed file changed: %s", b)
@@ -98,13 +98,13 @@ func TestConfigureDryRun(t *testing.T) {
 	static := `{"auths":{"cgr.dev":{"auth":"dXNlcjpwYXNz"},"cgr.dev/acme/app":{"auth":"dXNlcjpwYXNz"}}}`
 	os.WriteFile(docker, []byte(static), 0o600)
 
-	code, _, stderr := execCLI(env, "configure", "--dry-run")
+	code, out, _ := execCLI(env, "configure", "--dry-run")
 	if code != 0 {
-		t.Fatalf("dry run: exit %d\n%s", code, stderr)
+		t.Fatalf("dry run: exit %d\n%s", code, out)
 	}
-	if strings.Contains(stderr, "fail:") || strings.Contains(stderr, "fix: docker-credential-cgr configure --docker\n") ||
-		strings.Contains(stderr, "no credHelpers entry") || strings.Contains(stderr, "podman") {
-		t.Errorf("a dry run reports failures its own changes fix:\n%s", stderr)
+	if strings.Contains(out, "fail:") || strings.Contains(out, "fix: docker-credential-cgr configure --docker\n") ||
+		strings.Contains(out, "no credHelpers entry") || strings.Contains(out, "podman") {
+		t.Errorf("a dry run reports failures its own changes fix:\n%s", out)
 	}
 	for _, want := range []string{
 		docker + " (docker): would be updated: added cgr.dev, 127.0.0.1:5000",
@@ -114,8 +114,8 @@ func TestConfigureDryRun(t *testing.T) {
 		`would remain: auths["cgr.dev/acme/app"] holds a static secret; crane, ko and cosign look up the repository`,
 		"fix: docker-credential-cgr configure --docker --fix-shadowing",
 	} {
-		if !strings.Contains(stderr, want) {
-			t.Errorf("dry run lacks %q:\n%s", want, stderr)
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run lacks %q:\n%s", want, out)
 		}
 	}
 	if b, _ := os.ReadFile(docker); string(b) != static {
@@ -126,9 +126,9 @@ func TestConfigureDryRun(t *testing.T) {
 	}
 
 	// With --fix-shadowing nothing would remain.
-	code, _, stderr = execCLI(env, "configure", "--dry-run", "--fix-shadowing")
-	if code != 0 || strings.Contains(stderr, "would remain") || !strings.Contains(stderr, "would be updated: added cgr.dev, 127.0.0.1:5000; deleted static auths") {
-		t.Errorf("dry run --fix-shadowing: exit %d\n%s", code, stderr)
+	code, out, _ = execCLI(env, "configure", "--dry-run", "--fix-shadowing")
+	if code != 0 || strings.Contains(out, "would remain") || !strings.Contains(out, "would be updated: added cgr.dev, 127.0.0.1:5000; deleted static auths") {
+		t.Errorf("dry run --fix-shadowing: exit %d\n%s", code, out)
 	}
 
 	// What the dry run said would remain is what the real run leaves.

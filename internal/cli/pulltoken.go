@@ -66,9 +66,9 @@ type pullTokenJSON struct {
 
 func pullTokenCreate(a *App) *cobra.Command {
 	var (
-		ttl, name, parent string
-		save              bool
-		wantJSON          func() (bool, error)
+		ttl, name, parent, repository string
+		save                          bool
+		wantJSON                      func() (bool, error)
 	)
 	cmd := &cobra.Command{
 		Use:   "create",
@@ -81,6 +81,9 @@ func pullTokenCreate(a *App) *cobra.Command {
 			asJSON, err := wantJSON()
 			if err != nil {
 				return err
+			}
+			if repository != "" {
+				return &UsageError{fmt.Errorf("--repository %q: a pull token grants registry.pull on its whole organization, as chainctl's does; name the organization with --parent", repository)}
 			}
 			d, err := ptTTLFlag(ttl)
 			if err != nil {
@@ -125,6 +128,8 @@ func pullTokenCreate(a *App) *cobra.Command {
 	f.StringVar(&name, "name", "", "name of the pull token's identity (default \"pull-token\")")
 	f.StringVar(&parent, "parent", "", "organization (id or name) to create it in (default: your login's org, or your only org)")
 	f.BoolVar(&save, "save", false, "store it so that get serves it and renews it before it expires")
+	f.StringVar(&repository, "repository", "", "chainctl's word; here a pull token covers its whole organization (--parent)")
+	_ = f.MarkHidden("repository")
 	wantJSON = outputFlags(cmd, `print {"identity_id","token","expires"} as JSON`)
 	return cmd
 }

@@ -63,6 +63,20 @@ func (c *CredentialChecks) Checks(image string) []Check {
 	if image != "" {
 		checks = append(checks, NewCheck("image org", func(ctx context.Context) []Result { return c.imageOrgCheck(ctx, image) }))
 	}
+	// A source's failure names doctor as its fix (the issuer did not answer): here that would
+	// send the user round in a circle, so the fix says what to look at.
+	for i := range checks {
+		run := checks[i].Run
+		checks[i].Run = func(ctx context.Context) []Result {
+			out := run(ctx)
+			for j := range out {
+				if strings.HasPrefix(out[j].Fix, token.DoctorCommand) {
+					out[j].Fix = fmt.Sprintf("check that %s answers from here (network, firewall, HTTPS_PROXY/NO_PROXY), then run %s again", c.Settings.Issuer, token.DoctorCommand)
+				}
+			}
+			return out
+		}
+	}
 	return checks
 }
 
