@@ -13,9 +13,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/e2etest"
 )
 
 var (
@@ -27,40 +28,33 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == childArg {
 		os.Exit(runKubelet())
 	}
-	dir, err := os.MkdirTemp("", "cgr-kubelet-")
+	b, err := build()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	helperBin, emulatorBin, err = build(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
+	helperBin, emulatorBin = b.Helper, b.Emulator
 	code := m.Run()
-	os.RemoveAll(dir)
+	e2etest.Cleanup()
 	os.Exit(code)
 }
 
-// build builds the helper and the emulator from the product's module (this module replaces it
-// with the checkout above), as `make build` and internal/e2etest do: CGO_ENABLED=0, -trimpath.
-// internal/e2etest.Build cannot be used from here: it finds the module to build with
-// `go env GOMOD`, which in this directory names this module.
-func build(dir string) (helper, emu string, err error) {
+// build builds the helper and the emulator as every binary-level test does
+// (internal/e2etest.Build, from the product's module, which this module replaces with the
+// checkout above). Build finds the module to build with `go env GOMOD`, which here names this
+// module: it runs from the product's root, found through the replace.
+func build() (e2etest.Binaries, error) {
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/cgrtools/docker-credential-cgr").Output()
 	if err != nil {
-		return "", "", fmt.Errorf("finding the product's module: %w", err)
+		return e2etest.Binaries{}, fmt.Errorf("finding the product's module: %w", err)
 	}
-	root := strings.TrimSpace(string(out))
-	helper, emu = filepath.Join(dir, "bin", "docker-credential-cgr"), filepath.Join(dir, "bin", "cgr-emulator")
-	for bin, pkg := range map[string]string{helper: ".", emu: "./internal/emulator/cmd/cgr-emulator"} {
-		cmd := exec.Command("go", "build", "-trimpath", "-o", bin, pkg)
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", "", fmt.Errorf("building %s in %s: %v\n%s", pkg, root, err, out)
-		}
+	here, err := os.Getwd()
+	if err != nil {
+		return e2etest.Binaries{}, err
 	}
-	return helper, emu, nil
+	if err := os.Chdir(strings.TrimSpace(string(out))); err != nil {
+		return e2etest.Binaries{}, err
+	}
+	defer os.Chdir(here)
+	return e2etest.Build()
 }
