@@ -16,6 +16,9 @@ log=.cache/test.log
 set +e
 scripts/with-keyring.sh go test -count=1 -timeout 30m -v "$@" ./... >"$log" 2>&1
 rc=$?
+# The helper run by the kubelet's own plugin code (k8s.io/kubernetes), a module of its own so
+# that k8s.io/* stays out of the product's go.mod; its results join the log and the tally.
+(cd e2e/kubelet && go vet ./... && go test -count=1 -timeout 20m -v "$@" ./...) >>"$log" 2>&1 || rc=1
 set -e
 # Package lines, failures with their output, and skips with their reasons.
 grep -E '^(ok|FAIL|panic:|\?)' "$log" | grep -v 'no test files' || true

@@ -99,7 +99,8 @@ Secret before then (and delete the old identity with ` + "`pull-token delete ID`
 }
 
 func kubeletProviderCmd(a *App) *cobra.Command {
-	return &cobra.Command{
+	var unannotated string
+	cmd := &cobra.Command{
 		Use:   "kubelet-provider",
 		Short: "Kubelet image credential provider plugin (CredentialProviderRequest on stdin)",
 		Long: `The kubelet's image credential provider plugin: with it, a node pulls private images from the
@@ -150,21 +151,78 @@ Set-up on each node (as root, or with sudo):
 
 Credentials come from a workload identity, else a stored pull token, else the login session,
 for served hosts only. The answer may be cached (cacheKeyType Registry) for half the
-credential's remaining life, at most 1h. With nothing configured the answer holds no
-credentials (public images still pull); a credential that cannot be made valid exits 1 with
-one line on stderr, which the kubelet logs.`,
+credential's remaining life, at most 1h, and never past the point where get would serve
+another (15 minutes, or half its lifetime, before a Chainguard token expires; a third of a pull
+token's lifetime, when it is renewed). With nothing configured the answer holds no credentials
+(public images still pull); a credential that cannot be made valid exits 1 with one line on
+stderr, which the kubelet logs.
+
+Per-workload pulls (Kubernetes 1.34+, service-account-token mode): the kubelet hands the plugin
+a token of the pod's service account, and the plugin exchanges it at the STS for the assumable
+identity the service account's ` + kube.AnnotationServiceAccountIdentity + ` annotation names. Nothing is stored on
+the node.
+
+a. Create the identity (registry.pull) with the claim match the STS checks in the token:
+   issuer   = the cluster's OIDC issuer URL (kubectl get --raw /.well-known/openid-configuration)
+   subject  = system:serviceaccount:<namespace>:<name>
+   audience = the config's serviceAccountTokenAudience
+
+     chainctl iam identities create web-pulls --identity-issuer="https://<the cluster's issuer>" \
+       --subject=system:serviceaccount:apps:web --audience=issuer.enforce.dev --role=registry.pull
+
+b. Annotate the service account with the identity's id:
+
+     kubectl annotate serviceaccount --namespace apps web ` + kube.AnnotationServiceAccountIdentity + `=<identity id>
+
+c. Allow the nodes to request tokens for the audience: a ClusterRole with verb
+   request-serviceaccounts-token-audience on resource issuer.enforce.dev (apiGroups [""]),
+   bound to the group system:nodes.
+
+d. Give the provider tokenAttributes:
+
+     apiVersion: kubelet.config.k8s.io/v1
+     kind: CredentialProviderConfig
+     providers:
+       - name: docker-credential-cgr
+         apiVersion: credentialprovider.kubelet.k8s.io/v1
+         args: ["kubelet-provider", "--unannotated=node"]
+         matchImages: ["cgr.dev"]
+         defaultCacheDuration: "10m"
+         tokenAttributes:
+           serviceAccountTokenAudience: issuer.enforce.dev
+           cacheType: ServiceAccount
+           requireServiceAccount: false
+           optionalServiceAccountAnnotationKeys: ["` + kube.AnnotationServiceAccountIdentity + `"]
+         env:
+           - name: CGR_STORE
+             value: file
+           - name: CGR_STORE_DIR
+             value: /var/lib/docker-credential-cgr
+
+The kubelet caches each answer per service account. A service account without the annotation
+gets the node's own credential (--unannotated=node, the default; none if the node has none) or
+nothing (--unannotated=none); a pod without a service account gets the node's. A deleted
+identity, or one whose claim match does not admit the token, exits 1 with one line on stderr.
+The full guide: internal/kube/README.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if unannotated != kube.UnannotatedNode && unannotated != kube.UnannotatedNone {
+				return &UsageError{fmt.Errorf("--unannotated %q: want %s or %s", unannotated, kube.UnannotatedNode, kube.UnannotatedNone)}
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), kubeletDeadline)
 			defer cancel()
 			deps, err := a.Deps(ctx)
 			if err != nil {
 				return err
 			}
-			p := &kube.Provider{Hosts: a.Settings.Registries, Get: KubeGetter(deps), Now: kubeClock(deps).Now}
+			p := &kube.Provider{Hosts: a.Settings.Registries, Get: KubeGetter(deps), Now: kubeClock(deps).Now,
+				Exchange: kube.ServiceAccountExchanger(deps), Unannotated: unannotated}
 			return p.Serve(ctx, cmd.InOrStdin(), cmd.OutOrStdout())
 		},
 	}
+	cmd.Flags().StringVar(&unannotated, "unannotated", kube.UnannotatedNode,
+		"service-account-token mode: what a service account without the "+kube.AnnotationServiceAccountIdentity+" annotation gets: node (the node's own credential, if any) or none")
+	return cmd
 }
 
 func kubeClock(d token.Deps) token.Clock {
@@ -184,6 +242,6 @@ func KubeGetter(d token.Deps) kube.Getter {
 		if err != nil {
 			return kube.Credential{}, err
 		}
-		return kube.Credential{Username: c.Username, Password: c.Secret, Expiry: c.Expiry, IssuerNow: c.IssuerNow(clock.Now())}, nil
+		return kube.CredentialOf(c, clock.Now()), nil
 	}
 }

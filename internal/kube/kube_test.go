@@ -3,30 +3,23 @@ package kube_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"os/exec"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
-	kubeletconfigv1 "k8s.io/kubelet/config/v1"
-	"k8s.io/kubelet/pkg/apis/credentialprovider"
-	"k8s.io/kubelet/pkg/apis/credentialprovider/install"
-	credentialproviderv1 "k8s.io/kubelet/pkg/apis/credentialprovider/v1"
-	"sigs.k8s.io/yaml"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/cgrtools/docker-credential-cgr/internal/config"
 	"github.com/cgrtools/docker-credential-cgr/internal/emulator"
@@ -96,25 +89,50 @@ func (f *fixture) pull(user, pass string) error {
 	return err
 }
 
-// decodeSecret reads a manifest strictly as a core/v1 Secret: an unknown or misspelt field fails.
-func decodeSecret(t *testing.T, manifest []byte) *corev1.Secret {
+// secretJSON is a core/v1 Secret as far as a registry Secret needs it: a field outside it
+// fails the decode. (The real core/v1 type reads the binary's output in e2e/kubelet, through
+// kubectl.)
+type secretJSON struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name        string            `json:"name"`
+		Namespace   string            `json:"namespace,omitempty"`
+		Annotations map[string]string `json:"annotations,omitempty"`
+	} `json:"metadata"`
+	Type string            `json:"type"`
+	Data map[string][]byte `json:"data"`
+}
+
+// decodeSecret reads a manifest (YAML or JSON) strictly as a Secret.
+func decodeSecret(t *testing.T, manifest []byte) *secretJSON {
 	t.Helper()
-	var s corev1.Secret
-	if err := yaml.UnmarshalStrict(manifest, &s); err != nil {
-		t.Fatalf("not a core/v1 Secret: %v\n%s", err, manifest)
+	var doc any
+	if err := yaml.Unmarshal(manifest, &doc); err != nil {
+		t.Fatalf("not YAML: %v\n%s", err, manifest)
+	}
+	j, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s secretJSON
+	dec := json.NewDecoder(bytes.NewReader(j))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		t.Fatalf("not a Secret: %v\n%s", err, manifest)
 	}
 	return &s
 }
 
 // dockerAuths reads .dockerconfigjson as the kubelet does.
-func dockerAuths(t *testing.T, s *corev1.Secret) map[string]struct{ Username, Password, Auth string } {
+func dockerAuths(t *testing.T, s *secretJSON) map[string]struct{ Username, Password, Auth string } {
 	t.Helper()
-	if s.APIVersion != "v1" || s.Kind != "Secret" || s.Type != corev1.SecretTypeDockerConfigJson {
-		t.Fatalf("apiVersion %q kind %q type %q; want v1 Secret of type %s", s.APIVersion, s.Kind, s.Type, corev1.SecretTypeDockerConfigJson)
+	if s.APIVersion != "v1" || s.Kind != "Secret" || s.Type != kube.SecretType {
+		t.Fatalf("apiVersion %q kind %q type %q; want v1 Secret of type %s", s.APIVersion, s.Kind, s.Type, kube.SecretType)
 	}
-	raw, ok := s.Data[corev1.DockerConfigJsonKey]
+	raw, ok := s.Data[".dockerconfigjson"]
 	if !ok || len(s.Data) != 1 {
-		t.Fatalf("data keys %v; want only %s", s.Data, corev1.DockerConfigJsonKey)
+		t.Fatalf("data keys %v; want only .dockerconfigjson", s.Data)
 	}
 	var cfg struct {
 		Auths map[string]struct {
@@ -159,10 +177,10 @@ func TestSecretPullsFromRegistry(t *testing.T) {
 				t.Fatalf("-o yaml printed JSON")
 			}
 			sec := decodeSecret(t, b)
-			if sec.Name != "cgr" || sec.Namespace != "apps" {
-				t.Errorf("metadata %s/%s", sec.Namespace, sec.Name)
+			if sec.Metadata.Name != "cgr" || sec.Metadata.Namespace != "apps" {
+				t.Errorf("metadata %s/%s", sec.Metadata.Namespace, sec.Metadata.Name)
 			}
-			if got := sec.Annotations[kube.AnnotationExpires]; got != pt.Expiry.UTC().Format(time.RFC3339) {
+			if got := sec.Metadata.Annotations[kube.AnnotationExpires]; got != pt.Expiry.UTC().Format(time.RFC3339) {
 				t.Errorf("expiry annotation %q", got)
 			}
 			auths := dockerAuths(t, sec)
@@ -202,122 +220,60 @@ func TestSecretNames(t *testing.T) {
 	}
 	b, _ := s.Encode("yaml")
 	sec := decodeSecret(t, b)
-	if sec.Name != kube.DefaultSecretName || sec.Namespace != "" || sec.Annotations != nil {
-		t.Errorf("defaults: %+v", sec.ObjectMeta)
+	if sec.Metadata.Name != kube.DefaultSecretName || sec.Metadata.Namespace != "" || sec.Metadata.Annotations != nil {
+		t.Errorf("defaults: %+v", sec.Metadata)
 	}
 	if _, err := s.Encode("xml"); err == nil {
 		t.Error("unknown output format accepted")
 	}
 }
 
-// kubectl accepts the manifest. With no cluster, a stub API server answers discovery, and
-// kubectl's client-side dry run prints the object it would create.
-func TestSecretKubectlDryRun(t *testing.T) {
-	kubectl, err := exec.LookPath("kubectl")
-	if err != nil {
-		t.Fatal("kubectl is not installed: scripts/deps.sh installs it")
-	}
-	discovery := map[string]string{
-		"/api":    `{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[{"clientCIDR":"0.0.0.0/0","serverAddress":"127.0.0.1"}]}`,
-		"/apis":   `{"kind":"APIGroupList","apiVersion":"v1","groups":[]}`,
-		"/api/v1": `{"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"secrets","singularName":"secret","namespaced":true,"kind":"Secret","verbs":["create","get","list"]}]}`,
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if b, ok := discovery[r.URL.Path]; ok && r.Method == http.MethodGet {
-			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprint(w, b)
-			return
-		}
-		if r.Method != http.MethodGet {
-			t.Errorf("kubectl dry run sent %s %s", r.Method, r.URL.Path)
-		}
-		http.NotFound(w, r)
-	}))
-	defer srv.Close()
-
-	s, err := kube.NewSecret(kube.SecretOptions{
-		Name: "cgr-pull", Namespace: "apps", Hosts: []string{"cgr.dev"}, Username: "0123456789012345678901234567890123456789/0123456789abcdef",
-		Password: "eyJhbGciOiJSUzI1NiJ9.e30.c2ln", Expiry: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), Identity: "x",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, format := range []string{"yaml", "json"} {
-		manifest, _ := s.Encode(format)
-		cmd := exec.Command(kubectl, "create", "--dry-run=client", "--validate=false", "-f", "-", "-o", "json",
-			"--server="+srv.URL, "--cache-dir="+t.TempDir())
-		home := t.TempDir() // no user kubeconfig or cache is read or written
-		cmd.Env = []string{"HOME=" + home, "KUBECONFIG=" + home + "/config"}
-		cmd.Stdin = bytes.NewReader(manifest)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("kubectl create --dry-run=client (%s): %v: %s", format, err, stderr.String())
-		}
-		var got corev1.Secret
-		if err := json.Unmarshal(out, &got); err != nil {
-			t.Fatalf("kubectl output: %v", err)
-		}
-		if got.Type != corev1.SecretTypeDockerConfigJson || got.Namespace != "apps" ||
-			!bytes.Equal(got.Data[corev1.DockerConfigJsonKey], s.Data[".dockerconfigjson"]) {
-			t.Errorf("kubectl read the %s manifest as %s", format, out)
-		}
-	}
-}
-
-// The kubelet's own codec for plugin responses, strict.
-func kubeletCodecs() serializer.CodecFactory {
-	scheme := runtime.NewScheme()
-	install.Install(scheme)
-	return serializer.NewCodecFactory(scheme, serializer.EnableStrict)
-}
-
-// request is what the kubelet writes on the plugin's stdin, encoded by its own codec.
+// request is a CredentialProviderRequest as the kubelet writes it (its codec's output: type
+// meta and the image).
 func request(t *testing.T, image string) []byte {
 	t.Helper()
-	codecs := kubeletCodecs()
-	info, ok := runtime.SerializerInfoForMediaType(codecs.SupportedMediaTypes(), runtime.ContentTypeJSON)
-	if !ok {
-		t.Fatal("no JSON serializer")
-	}
-	enc := codecs.EncoderForVersion(info.Serializer, credentialproviderv1.SchemeGroupVersion)
-	b, err := runtime.Encode(enc, &credentialprovider.CredentialProviderRequest{Image: image})
+	b, err := json.Marshal(kube.Request{APIVersion: kube.Group + "/v1", Kind: "CredentialProviderRequest", Image: image})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
 }
 
-// response decodes the plugin's answer as the kubelet does (apiVersion check, then its
-// decoder, strict), and once more strictly into the v1 types.
-func response(t *testing.T, out []byte) *credentialproviderv1.CredentialProviderResponse {
+// resp is a decoded CredentialProviderResponse.
+type resp struct {
+	kube.Response
+	CacheDuration *time.Duration
+}
+
+// response decodes the plugin's answer strictly into the wire type, and checks what the
+// kubelet checks first: the request's apiVersion, the kind, a cacheKeyType it knows, a
+// cacheDuration it parses. (The kubelet's own codec decodes the binary's answers in
+// e2e/kubelet.)
+func response(t *testing.T, out []byte) resp {
 	t.Helper()
-	obj, gvk, err := kubeletCodecs().UniversalDecoder(credentialproviderv1.SchemeGroupVersion).Decode(out, nil, nil)
-	if err != nil {
-		t.Fatalf("the kubelet cannot decode the response: %v\n%s", err, out)
-	}
-	if gvk.GroupVersion() != credentialproviderv1.SchemeGroupVersion || gvk.Kind != "CredentialProviderResponse" {
-		t.Fatalf("response is %v", gvk)
-	}
-	if _, ok := obj.(*credentialproviderv1.CredentialProviderResponse); !ok {
-		t.Fatalf("decoded as %T", obj)
-	}
-	var v1 credentialproviderv1.CredentialProviderResponse
+	var r kube.Response
 	dec := json.NewDecoder(bytes.NewReader(out))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&v1); err != nil {
-		t.Fatalf("response does not match the v1 types: %v", err)
+	if err := dec.Decode(&r); err != nil {
+		t.Fatalf("response does not match the v1 types: %v\n%s", err, out)
 	}
-	if v1.APIVersion != "credentialprovider.kubelet.k8s.io/v1" || v1.Kind != "CredentialProviderResponse" {
-		t.Fatalf("response type meta %+v", v1.TypeMeta)
+	if r.APIVersion != kube.Group+"/v1" || r.Kind != "CredentialProviderResponse" {
+		t.Fatalf("response type %s %s", r.APIVersion, r.Kind)
 	}
-	switch v1.CacheKeyType {
-	case credentialproviderv1.ImagePluginCacheKeyType, credentialproviderv1.RegistryPluginCacheKeyType, credentialproviderv1.GlobalPluginCacheKeyType:
+	switch r.CacheKeyType {
+	case "Image", "Registry", "Global":
 	default:
-		t.Fatalf("cacheKeyType %q is not one the kubelet uses", v1.CacheKeyType)
+		t.Fatalf("cacheKeyType %q is not one the kubelet uses", r.CacheKeyType)
 	}
-	return &v1
+	res := resp{Response: r}
+	if r.CacheDuration != nil {
+		d, err := time.ParseDuration(*r.CacheDuration)
+		if err != nil {
+			t.Fatalf("cacheDuration %q: %v", *r.CacheDuration, err)
+		}
+		res.CacheDuration = &d
+	}
+	return res
 }
 
 func serve(t *testing.T, p *kube.Provider, in []byte) ([]byte, error) {
@@ -351,11 +307,11 @@ func TestProviderPullsFromRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp := response(t, out)
-	if resp.CacheKeyType != credentialproviderv1.RegistryPluginCacheKeyType {
+	if resp.CacheKeyType != "Registry" {
 		t.Errorf("cacheKeyType %q", resp.CacheKeyType)
 	}
 	remaining := pt.Expiry.Sub(f.emu.Clock().Now())
-	if resp.CacheDuration == nil || resp.CacheDuration.Duration <= 0 || resp.CacheDuration.Duration >= remaining {
+	if resp.CacheDuration == nil || *resp.CacheDuration <= 0 || *resp.CacheDuration >= remaining {
 		t.Errorf("cacheDuration %v; want positive and shorter than the credential's %v", resp.CacheDuration, remaining)
 	}
 	a, ok := resp.Auth[host]
@@ -386,7 +342,7 @@ func TestProviderCacheUsesIssuerClock(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp := response(t, out)
-		if resp.CacheDuration == nil || resp.CacheDuration.Duration != life/2 {
+		if resp.CacheDuration == nil || *resp.CacheDuration != life/2 {
 			t.Errorf("issuer clock %v from ours, %v left: cacheDuration %v; want %v", skew, life, resp.CacheDuration, life/2)
 		}
 	}
@@ -402,7 +358,7 @@ func TestProviderCacheUsesIssuerClock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp := response(t, out); resp.CacheDuration == nil || resp.CacheDuration.Duration != life/2 {
+	if resp := response(t, out); resp.CacheDuration == nil || *resp.CacheDuration != life/2 {
 		t.Errorf("without an issuer time: cacheDuration %v; want %v", resp.CacheDuration, life/2)
 	}
 }
@@ -436,7 +392,7 @@ func TestProviderForeignAndUnconfigured(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp := response(t, out)
-	if resp.Auth != nil || resp.CacheDuration == nil || resp.CacheDuration.Duration != 0 {
+	if resp.Auth != nil || resp.CacheDuration == nil || *resp.CacheDuration != 0 {
 		t.Errorf("nothing configured: auth %v cacheDuration %v; want none, not cached", resp.Auth, resp.CacheDuration)
 	}
 
@@ -477,14 +433,89 @@ func TestProviderRequests(t *testing.T) {
 }
 
 func TestCacheFor(t *testing.T) {
-	for _, c := range []struct{ remaining, want time.Duration }{
-		{-time.Minute, 0}, {time.Minute, 0}, {10 * time.Minute, 5 * time.Minute},
-		{55*time.Minute + 500*time.Millisecond, 27*time.Minute + 30*time.Second}, {720 * time.Hour, time.Hour},
+	for _, c := range []struct{ remaining, margin, want time.Duration }{
+		{-time.Minute, 0, 0}, {time.Minute, 0, 0}, {10 * time.Minute, 0, 5 * time.Minute},
+		{55*time.Minute + 500*time.Millisecond, 0, 27*time.Minute + 30*time.Second}, {720 * time.Hour, 0, time.Hour},
+		// A fresh hour-long Chainguard token: half of it.
+		{time.Hour, 15 * time.Minute, 30 * time.Minute},
+		// 20 minutes left of an hour: get serves it for 5 more minutes, so does the kubelet.
+		{20 * time.Minute, 15 * time.Minute, 5*time.Minute - time.Second},
+		// Less left than get keeps in reserve (a stale token served while the issuer is down).
+		{10 * time.Minute, 15 * time.Minute, 0}, {15 * time.Minute, 15 * time.Minute, 0},
+		// A 720h pull token, renewed at 240h left: an hour, until the hour before renewal.
+		{480 * time.Hour, 240 * time.Hour, time.Hour}, {240*time.Hour + 30*time.Minute, 240 * time.Hour, 30*time.Minute - time.Second},
 	} {
-		if got := kube.CacheFor(c.remaining); got != c.want {
-			t.Errorf("CacheFor(%v) = %v; want %v", c.remaining, got, c.want)
+		if got := kube.CacheFor(c.remaining, c.margin); got != c.want {
+			t.Errorf("CacheFor(%v, %v) = %v; want %v", c.remaining, c.margin, got, c.want)
 		}
 	}
+}
+
+// The kubelet keeps an answer for its cacheDuration and uses it for every pull in that time.
+// At the end of the cache, the credential must still be one `get` serves as it is (CONTRACT
+// 1.2: a Chainguard token while Fresh; a pull token until it is Due for renewal), so no client
+// of the node is handed a token with less left than `get` guarantees.
+func TestCacheForNeverOutlivesGet(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, life := range []time.Duration{3 * time.Minute, 10 * time.Minute, 20 * time.Minute, 30 * time.Minute, time.Hour, 8 * time.Hour} {
+		for age := time.Duration(0); age < life; age += life / 40 {
+			tok := &token.Token{Raw: "x", IssuedAt: now.Add(-age), Expiry: now.Add(life - age)}
+			if !tok.Fresh(now) {
+				continue // get would not serve it from the cache; kubelet-provider gets a fresh one
+			}
+			c := kube.TokenCredential(tok, now)
+			d := kube.CacheFor(tok.Expiry.Sub(now), c.Margin)
+			if d > 0 && !tok.Fresh(now.Add(d)) {
+				t.Errorf("a %v token aged %v: cached %v, past the point where get stops serving it", life, age, d)
+			}
+			if d > life-age {
+				t.Errorf("a %v token aged %v: cached %v, past its expiry", life, age, d)
+			}
+		}
+	}
+	// A pull token as the chain gives it (a JWT with iat and exp), judged as get judges it.
+	for _, ttl := range []time.Duration{time.Hour, 24 * time.Hour, 720 * time.Hour} {
+		for age := time.Duration(0); age < ttl; age += ttl / 40 {
+			pt := &token.PullToken{Identity: "id", Token: signedJWT(t, now.Add(-age), now.Add(ttl-age)), Expiry: now.Add(ttl - age), TTL: ttl}
+			c := kube.CredentialOf(token.Credential{Username: pt.Identity, Secret: pt.Token, Expiry: pt.Expiry}, now)
+			d := kube.CacheFor(pt.Expiry.Sub(now), c.Margin)
+			if !pt.Due(now) && d > 0 && pt.Due(now.Add(d)) {
+				t.Errorf("a %v pull token aged %v: cached %v, past its renewal (its identity is deleted then)", ttl, age, d)
+			}
+			if pt.Expired(now.Add(d)) && d > 0 {
+				t.Errorf("a %v pull token aged %v: cached %v, past its expiry", ttl, age, d)
+			}
+		}
+	}
+	// A Chainguard token from the chain: the margin get serves it with.
+	for _, life := range []time.Duration{10 * time.Minute, time.Hour} {
+		raw := signedJWT(t, now, now.Add(life))
+		tok, _ := token.Parse(raw)
+		if c := kube.CredentialOf(token.Credential{Username: token.TokenUsername, Secret: raw, Expiry: tok.Expiry}, now); c.Margin != tok.FreshFor() || c.Margin == 0 {
+			t.Errorf("a %v token from the chain: margin %v; want its FreshFor %v", life, c.Margin, tok.FreshFor())
+		}
+	}
+	if c := kube.CredentialOf(token.Credential{Username: token.TokenUsername, Secret: "opaque", Expiry: now.Add(time.Hour)}, now); c.Margin != 15*time.Minute {
+		t.Errorf("a token whose lifetime is unknown: margin %v; want 15m", c.Margin)
+	}
+}
+
+// signedJWT is a JWT with these iat and exp, signed by a throwaway key (nothing verifies it).
+func signedJWT(t *testing.T, iat, exp time.Time) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := jwt.Signed(sig).Claims(jwt.Claims{IssuedAt: jwt.NewNumericDate(iat), Expiry: jwt.NewNumericDate(exp)}).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
 }
 
 func TestImageHost(t *testing.T) {
@@ -495,32 +526,5 @@ func TestImageHost(t *testing.T) {
 		if got := kube.ImageHost(in); got != want {
 			t.Errorf("ImageHost(%q) = %q; want %q", in, got, want)
 		}
-	}
-}
-
-// The README's CredentialProviderConfig is one the kubelet reads (strictly, as its v1 type).
-func TestReadmeProviderConfig(t *testing.T) {
-	b, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllSubmatch(b, -1)
-	found := 0
-	for _, m := range blocks {
-		if !bytes.Contains(m[1], []byte("kind: CredentialProviderConfig")) {
-			continue
-		}
-		found++
-		var cfg kubeletconfigv1.CredentialProviderConfig
-		if err := yaml.UnmarshalStrict(m[1], &cfg); err != nil {
-			t.Fatalf("README's CredentialProviderConfig: %v", err)
-		}
-		if len(cfg.Providers) != 1 || cfg.Providers[0].APIVersion != kube.Group+"/v1" || cfg.Providers[0].DefaultCacheDuration == nil ||
-			len(cfg.Providers[0].Args) != 1 || cfg.Providers[0].Args[0] != "kubelet-provider" {
-			t.Errorf("README's provider: %+v", cfg.Providers)
-		}
-	}
-	if found != 1 {
-		t.Fatalf("%d CredentialProviderConfig examples in README.md; want 1", found)
 	}
 }
