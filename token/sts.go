@@ -272,6 +272,11 @@ func parseSTSError(status int, body []byte) *STSError {
 	return e
 }
 
+// codeFromStatus is the gRPC code of an error answer whose body carries none, as the SDK
+// recovers it (sts/sts.go gatewayStatusCode): 502 and 503 are Unavailable, 504 is
+// DeadlineExceeded (retry-relevant); 4xx keep the code the gateway maps them from, so the
+// line can say what they mean; 500 (Internal, Unknown and DataLoss all collapse onto it), 429
+// and anything else are Unknown, which no retry rule retries.
 func codeFromStatus(status int) int {
 	switch status {
 	case http.StatusBadRequest:
@@ -282,16 +287,12 @@ func codeFromStatus(status int) int {
 		return CodePermissionDenied
 	case http.StatusNotFound:
 		return CodeNotFound
-	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusTooManyRequests:
+	case http.StatusServiceUnavailable, http.StatusBadGateway:
 		return CodeUnavailable
 	case http.StatusGatewayTimeout:
 		return CodeDeadlineExceeded
-	default:
-		if status >= 500 {
-			return CodeInternal
-		}
-		return 2 // Unknown
 	}
+	return 2 // Unknown
 }
 
 // parseSTSAnswer accepts both answer shapes, lowerCamelCase or snake_case, unknown fields ignored:

@@ -124,7 +124,10 @@ func TestParseSTSError(t *testing.T) {
 		{404, `{"code":5,"message":"identity not found","details":[]}`, CodeNotFound, "identity not found"},
 		{401, `{"code":16,"message":"refresh token revoked"}`, CodeUnauthenticated, "refresh token revoked"},
 		{503, `upstream connect error`, CodeUnavailable, ""},
-		{500, ``, CodeInternal, ""},
+		{500, ``, 2, ""}, // Internal, Unknown or DataLoss: not retried (as the SDK)
+		{500, `{"code":13,"message":"x"}`, CodeInternal, "x"}, // the body's code is exact
+		{502, `bad gateway`, CodeUnavailable, ""},
+		{429, `slow down`, 2, ""},
 		{504, `{}`, CodeDeadlineExceeded, ""},
 		{403, `{"code":7,"message":"mismatch\nwith newline"}`, CodePermissionDenied, "mismatch with newline"},
 	}
