@@ -3,10 +3,12 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/cgrtools/docker-credential-cgr/internal/config"
 	"github.com/cgrtools/docker-credential-cgr/internal/kube"
 	"github.com/cgrtools/docker-credential-cgr/token"
 )
@@ -16,7 +18,7 @@ const kubeletDeadline = 45 * time.Second
 
 func kubeSecretCmd(a *App) *cobra.Command {
 	var name, namespace, ttl, parent, output string
-	var asJSON bool
+	var asJSON, dryRun bool
 	cmd := &cobra.Command{
 		Use:   "kube-secret",
 		Short: "Print a Kubernetes Secret (kubernetes.io/dockerconfigjson) holding a fresh pull token",
@@ -67,11 +69,46 @@ Secret before then (and delete the old identity with ` + "`pull-token delete ID`
 			if namespace != "" {
 				where = namespace + "/" + secretName
 			}
-			pt, err := token.NewPullTokens(deps, token.NewSession(deps)).Create(cmd.Context(), token.CreateOptions{
-				TTL: d, Parent: parent, Name: "kube-secret-" + secretName, Description: "pull token of Kubernetes Secret " + where,
+			// One identity per Secret (namespace and name): a new run replaces the one the last
+			// run left, instead of leaving an identity behind at every run.
+			idName := "kube-secret-" + secretName
+			if namespace != "" {
+				idName = "kube-secret-" + namespace + "-" + secretName
+			}
+			pts := token.NewPullTokens(deps, token.NewSession(deps))
+			existing, err := pts.List(cmd.Context(), parent)
+			if err != nil {
+				return err
+			}
+			var old []token.PullToken
+			for _, pt := range existing {
+				if pt.Name == idName {
+					old = append(old, pt)
+				}
+			}
+			if dryRun {
+				fmt.Fprintf(a.Stderr, "Would create a pull token %q (%s) for Secret %s, holding it for %s", idName, d, where, strings.Join(a.Settings.Registries, ", "))
+				for _, o := range old {
+					fmt.Fprintf(a.Stderr, "; would replace and delete identity %s (expires %s)", o.Identity, o.Expiry.UTC().Format("2006-01-02 15:04 UTC"))
+				}
+				fmt.Fprintln(a.Stderr, ". Nothing was created (--dry-run).")
+				return nil
+			}
+			pt, err := pts.Create(cmd.Context(), token.CreateOptions{
+				TTL: d, Parent: parent, Name: idName, Description: "pull token of Kubernetes Secret " + where,
 			})
 			if err != nil {
 				return err
+			}
+			for _, o := range old {
+				if err := pts.Delete(cmd.Context(), o.Identity); err != nil {
+					fmt.Fprintf(a.Stderr, "note: could not delete identity %s, which the last kube-secret for %s made: %v; delete it with `%s pull-token delete %s`\n", o.Identity, where, err, config.AppName, o.Identity)
+					continue
+				}
+				fmt.Fprintf(a.Stderr, "Replaced identity %s (the last kube-secret for %s; deleted: apply the new Secret now)\n", o.Identity, where)
+			}
+			if len(old) == 0 {
+				fmt.Fprintf(a.Stderr, "Created identity %s (%q) for Secret %s\n", pt.Identity, idName, where)
 			}
 			s, err := kube.NewSecret(kube.SecretOptions{
 				Name: name, Namespace: namespace, Hosts: a.Settings.Registries,
@@ -95,6 +132,7 @@ Secret before then (and delete the old identity with ` + "`pull-token delete ID`
 	f.StringVar(&parent, "parent", "", "organization (id or name) to create the pull token in")
 	f.StringVarP(&output, "output", "o", "yaml", "output format: yaml or json")
 	f.BoolVar(&asJSON, "json", false, "print the Secret as JSON (same as -o json)")
+	f.BoolVar(&dryRun, "dry-run", false, "say what would be created and replaced; create nothing")
 	return cmd
 }
 

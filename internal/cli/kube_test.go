@@ -48,3 +48,35 @@ func TestKubeSecretHelp(t *testing.T) {
 		}
 	}
 }
+
+// kube-secret keeps one identity per Secret: a second run replaces (and deletes) the identity
+// the first made, and says so; --dry-run says what it would do and creates nothing.
+func TestKubeSecretReplacesItsIdentity(t *testing.T) {
+	e := newPTEnv(t)
+	e.login()
+	count := func() int {
+		out, errs, code := e.run("", "pull-token", "list", "--json")
+		if code != 0 {
+			t.Fatalf("pull-token list: %s", errs)
+		}
+		return strings.Count(out, `"kube-secret-apps-cgr-pull"`)
+	}
+	if _, errs, code := e.run("", "kube-secret", "--namespace", "apps", "--dry-run"); code != 0 || !strings.Contains(errs, "Would create") || count() != 0 {
+		t.Fatalf("dry run: exit %d, %q, %d identities", code, errs, count())
+	}
+	for i := range 3 {
+		out, errs, code := e.run("", "kube-secret", "--namespace", "apps")
+		if code != 0 || !strings.Contains(out, "kubernetes.io/dockerconfigjson") {
+			t.Fatalf("kube-secret %d: exit %d: %s", i+1, code, errs)
+		}
+		if i > 0 && !strings.Contains(errs, "Replaced identity") {
+			t.Errorf("run %d does not say it replaced the last identity: %q", i+1, errs)
+		}
+		if n := count(); n != 1 {
+			t.Fatalf("after %d runs, %d identities of the Secret exist; want 1", i+1, n)
+		}
+	}
+	if _, errs, code := e.run("", "kube-secret", "--namespace", "apps", "--dry-run"); code != 0 || !strings.Contains(errs, "would replace and delete identity") {
+		t.Errorf("dry run with an identity there: %q", errs)
+	}
+}
