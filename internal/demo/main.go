@@ -6,6 +6,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -84,7 +85,7 @@ func demo(helper string, ttl, soak time.Duration) error {
 	os.Unsetenv("DBUS_SESSION_BUS_ADDRESS")
 
 	fmt.Printf("emulator: registry %s, issuer %s, api %s\n", emu.RegistryHost(), emu.IssuerURL(), emu.APIURL())
-	fmt.Printf("access tokens live %s; the helper refreshes them when a quarter of their life is left\n\n", ttl)
+	fmt.Printf("access tokens live %s; the helper refreshes them once less than half their life is left (at most 15 minutes before they expire, for hourly tokens)\n\n", ttl)
 
 	if err := step(helper, "login"); err != nil {
 		return err
@@ -106,22 +107,22 @@ func demo(helper string, ttl, soak time.Duration) error {
 	emu.ResetCounts()
 	start := time.Now()
 	var pulls, failures int
-	for time.Since(start) < soak {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		_, err := remote.Image(ref, remote.WithAuthFromKeychain(authn.DefaultKeychain), remote.WithContext(ctx))
-		cancel()
-		if err == nil && engine {
-			if out, derr := exec.Command("docker", "pull", "-q", img).CombinedOutput(); derr != nil {
-				err = fmt.Errorf("docker pull: %s", bytes.TrimSpace(out))
+	pullOnce := func(label func(client, status string)) {
+		for _, client := range clients(engine) {
+			err := pullWith(client, ref, img)
+			pulls++
+			status := "ok"
+			if err != nil {
+				failures++
+				status = "FAILED: " + err.Error()
 			}
+			label(client, status)
 		}
-		pulls++
-		status := "ok"
-		if err != nil {
-			failures++
-			status = "FAILED: " + err.Error()
-		}
-		fmt.Printf("  t=%4.1fs  pull %-3s  refreshes so far: %d\n", time.Since(start).Seconds(), status, emu.Count("sts/exchange_refresh_token"))
+	}
+	for time.Since(start) < soak {
+		pullOnce(func(client, status string) {
+			fmt.Printf("  t=%4.1fs  %-22s pull %-3s  refreshes so far: %d\n", time.Since(start).Seconds(), client, status, emu.Count("sts/exchange_refresh_token"))
+		})
 		time.Sleep(time.Second)
 	}
 	if engine {
@@ -130,14 +131,91 @@ func demo(helper string, ttl, soak time.Duration) error {
 	refreshes := emu.Count("sts/exchange_refresh_token")
 	fmt.Printf("\n%d pulls, %d failures, %d token refreshes (one per expiry), %d logins\n\n", pulls, failures, refreshes, emu.Count("oauth"))
 
+	if failures > 0 {
+		return fmt.Errorf("%d pulls failed", failures)
+	}
+
+	// A failure and its fix: the session is revoked at the issuer (as when an admin removes
+	// the account's sessions), and the cached token runs out.
+	fmt.Printf("now the issuer revokes the session, and the cached token expires (%s):\n", ttl)
+	emu.RevokeRefreshTokens()
+	time.Sleep(ttl)
+	if err := stepMayFail(helper, emu.RegistryHost(), "get"); err != nil {
+		return err
+	}
+	fmt.Println("  (crane, skopeo and helm print that line; docker run at a terminal shows it too)")
+	if err := stepMayFail(helper, "", "doctor"); err != nil {
+		return err
+	}
+	fmt.Println("running the fix doctor names:")
+	if err := step(helper, "login"); err != nil {
+		return err
+	}
+	failures = 0
+	pullOnce(func(client, status string) { fmt.Printf("  %-22s pull %s\n", client, status) })
+	if failures > 0 {
+		return fmt.Errorf("%d pulls failed after the fix", failures)
+	}
+	fmt.Println()
+
 	if err := step(helper, "pull-token", "create", "--ttl", "1h", "--save"); err != nil {
 		return err
 	}
-	if err := step(helper, "status"); err != nil {
+	if err := stepMayFail(helper, "", "status"); err != nil {
 		return err
 	}
-	if failures > 0 {
-		return fmt.Errorf("%d pulls failed", failures)
+	return nil
+}
+
+// clients are the clients the demo pulls with.
+func clients(engine bool) []string {
+	c := []string{"go-containerregistry"}
+	if engine {
+		c = append(c, "docker pull")
+	}
+	return c
+}
+
+// pullWith pulls img with one client through the helper.
+func pullWith(client string, ref name.Reference, img string) error {
+	if client == "docker pull" {
+		if out, err := exec.Command("docker", "pull", "-q", img).CombinedOutput(); err != nil {
+			return fmt.Errorf("docker pull: %s", bytes.TrimSpace(out))
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := remote.Image(ref, remote.WithAuthFromKeychain(authn.DefaultKeychain), remote.WithContext(ctx))
+	return err
+}
+
+// stepMayFail runs a helper command whose failure is part of the story: shown with its exit
+// status, never an error of the demo.
+func stepMayFail(helper, stdin string, args ...string) error {
+	if stdin != "" {
+		fmt.Printf("$ printf %s | docker-credential-cgr %s\n", stdin, strings.Join(args, " "))
+	} else {
+		fmt.Printf("$ docker-credential-cgr %s\n", strings.Join(args, " "))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, helper, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		return err
+	}
+	for _, line := range strings.Split(strings.TrimRight(out.String(), "\n"), "\n") {
+		if line != "" {
+			fmt.Println("  " + redact(line))
+		}
+	}
+	if ee != nil {
+		fmt.Printf("  (exit %d)\n", ee.ExitCode())
 	}
 	return nil
 }

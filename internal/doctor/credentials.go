@@ -351,6 +351,9 @@ func (c *CredentialChecks) sessionCheck(ctx context.Context) []Result {
 	tok, err := token.NewSession(d).Token(ctx2, d.Settings.Audience)
 	if err != nil {
 		out = append(out, problem(err, "logged in as "+desc+", but no token for "+d.Settings.Audience+" can be had", relogin))
+		if errors.Is(err, token.ErrLoginRequired) {
+			return out // the refresh token's expiry says nothing now: it was refused
+		}
 	} else {
 		c.sessV = true
 		out = append(out, Result{Status: OK,
