@@ -2,9 +2,7 @@ package credhelper
 
 import (
 	"errors"
-	"regexp"
 	"strings"
-	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -13,12 +11,30 @@ import (
 	"github.com/cgrtools/docker-credential-cgr/internal/config"
 )
 
-// hostRE is what a registry host may look like after parsing: a DNS name or IPv4 address, or a
-// bracketed IPv6 address, with an optional port. Anything else (percent-escapes, backslashes,
-// unicode look-alikes) is not a host we serve.
-var hostRE = sync.OnceValue(func() *regexp.Regexp {
-	return regexp.MustCompile(`^(?:[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?$`)
-})
+// validHost reports whether host is what a registry host may look like after parsing: a DNS
+// name or IPv4 address ([a-z0-9], with '.' and '-' inside), or a bracketed IPv6 address
+// ([0-9a-f:.]), with an optional port of 1 to 5 digits. Anything else (percent-escapes,
+// backslashes, unicode look-alikes) is not a host we serve. Written out rather than as a
+// regexp: compiling one cost a third of a warm get's instructions (docs/BENCH.md), and every
+// get is a process.
+func validHost(host string) bool {
+	name, port := host, ""
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.HasSuffix(host, "]") {
+		name, port = host[:i], host[i+1:]
+		if port == "" || len(port) > 5 || strings.Trim(port, "0123456789") != "" {
+			return false
+		}
+	}
+	if strings.HasPrefix(name, "[") {
+		inner, ok := strings.CutSuffix(name[1:], "]")
+		return ok && inner != "" && strings.Trim(inner, "0123456789abcdef:.") == ""
+	}
+	if name == "" || strings.Trim(name, "abcdefghijklmnopqrstuvwxyz0123456789.-") != "" {
+		return false
+	}
+	first, last := name[0], name[len(name)-1]
+	return first != '.' && first != '-' && last != '.' && last != '-'
+}
 
 var errForeign = errors.New("not a served registry")
 
@@ -46,7 +62,7 @@ func ServedHost(s config.Settings, raw string) (string, error) {
 		return "", errForeign
 	}
 	host := strings.ToLower(u.Host)
-	if !hostRE().MatchString(host) || !s.Serves(host) {
+	if !validHost(host) || !s.Serves(host) {
 		return "", errForeign
 	}
 	// A token travels over plain http only to loopback (the contract's rule for endpoints).

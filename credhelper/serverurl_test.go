@@ -3,6 +3,7 @@ package credhelper
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -110,4 +111,17 @@ func TestIPv6LoopbackIssuer(t *testing.T) {
 	if out, code := f.do("get", f.emu.RegistryHost()); code != 1 || out != notFound+"\n" {
 		t.Fatalf("get with an IPv6 loopback issuer and nothing stored = %d %q; want the not-found line", code, out)
 	}
+}
+
+// validHost is the grammar it replaced, written out: it agrees with that regexp on every input.
+func FuzzValidHostMatchesGrammar(f *testing.F) {
+	re := regexp.MustCompile(`^(?:[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?$`)
+	for _, s := range []string{"cgr.dev", "127.0.0.1:5000", "[::1]:5000", "[::1]", "a", "-a", "a-", "a..b", "a:", ":1", "a:123456", "[]", "[::1", "::1", "A.dev", "a_b", "[::1]:", "a:1:2", "[::1]]:1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := validHost(s), re.MatchString(s); got != want {
+			t.Fatalf("validHost(%q) = %v; the grammar says %v", s, got, want)
+		}
+	})
 }

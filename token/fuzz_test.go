@@ -7,7 +7,11 @@ package token
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -177,4 +181,56 @@ func FuzzStoredRecords(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzParseAgreesWithJose: Parse reads a JWT's claims as go-jose's jwt.ParseSigned and
+// UnsafeClaimsWithoutVerification do: what one accepts the other accepts, with the same claims.
+func FuzzParseAgreesWithJose(f *testing.F) {
+	enc := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	for _, c := range []struct{ h, p string }{
+		{`{"alg":"RS256"}`, `{"iss":"https://i","sub":"s","aud":"cgr.dev","iat":1,"exp":1900000000,"email":"e@x"}`},
+		{`{"alg":"ES256","kid":"k"}`, `{"aud":["a","b"],"exp":1.9e9}`},
+		{`{"alg":"none"}`, `{"exp":1}`},
+		{`{"alg":"RS256"}`, `{"EXP":1900000000}`},
+		{`{"alg":"RS256"}`, `{"exp":"1900000000"}`},
+		{`{"alg":"RS256"}`, `{"exp":1e300}`},
+		{`{"alg":"RS256"}`, `{"exp":1900000000.7,"aud":5}`},
+	} {
+		f.Add(enc(c.h) + "." + enc(c.p) + "." + enc("sig"))
+	}
+	f.Add("a.b.c")
+	f.Add("..")
+	algs := []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.ES256, jose.ES384, jose.ES512, jose.PS256, jose.PS384, jose.PS512, jose.EdDSA}
+	f.Fuzz(func(t *testing.T, raw string) {
+		ours, err := Parse(raw)
+		var want *Token
+		if tok, jerr := jwt.ParseSigned(raw, algs); jerr == nil {
+			var c struct {
+				jwt.Claims
+				Email string `json:"email"`
+			}
+			if tok.UnsafeClaimsWithoutVerification(&c) == nil && c.Expiry != nil {
+				want = &Token{Raw: raw, Issuer: c.Issuer, Subject: c.Subject, Audience: c.Audience, Email: c.Email, Expiry: c.Expiry.Time()}
+				if c.IssuedAt != nil {
+					want.IssuedAt = c.IssuedAt.Time()
+				}
+			}
+		}
+		switch {
+		case want == nil && err == nil:
+			t.Fatalf("Parse accepts %q, go-jose does not", raw)
+		case want != nil && err != nil:
+			t.Fatalf("go-jose accepts %q, Parse does not: %v", raw, err)
+		case want != nil && !reflect.DeepEqual(normAud(ours), normAud(want)):
+			t.Fatalf("claims differ for %q:\n ours %+v\n jose %+v", raw, ours, want)
+		}
+	})
+}
+
+func normAud(t *Token) Token {
+	c := *t
+	if len(c.Audience) == 0 {
+		c.Audience = nil
+	}
+	return c
 }
