@@ -51,8 +51,16 @@ func TestDockerPullShowsTheLineOnTheTerminal(t *testing.T) {
 	}
 	noJWTIn(t, "the terminal", got)
 
-	// Without a terminal (CI) there is nowhere to put it, and nothing breaks.
-	if r := w.run("", docker, "pull", img); r.code == 0 {
+	// Without a terminal (CI) there is nowhere to put it: docker's own refusal, nothing from
+	// the helper mixed into docker's output, and no hang.
+	r := w.run("", docker, "pull", img)
+	if r.code == 0 {
 		t.Fatalf("docker pull %s without a terminal succeeded with a revoked session", img)
+	}
+	if strings.Contains(r.stdout+r.stderr, "docker-credential-cgr: ") {
+		t.Errorf("without a terminal the helper's line leaked into docker's output:\n%s%s", r.stdout, r.stderr)
+	}
+	if !strings.Contains(strings.ToLower(r.stderr), "unauthorized") && !strings.Contains(strings.ToLower(r.stderr), "denied") {
+		t.Errorf("docker pull without credentials did not fail as a refused pull:\n%s", r.stderr)
 	}
 }

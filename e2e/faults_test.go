@@ -428,16 +428,14 @@ func TestFaultKeychain(t *testing.T) {
 		for i := 0; i < 500 && hasOwner(t, conn, secretsName); i++ { // gone from the bus
 			time.Sleep(10 * time.Millisecond)
 		}
+		// D-Bus activates a new daemon, whose login keyring is locked (nobody typed its
+		// password); with no activatable daemon the keychain is gone. Either way no secret
+		// can be read: one line naming the keychain and the fix, never a hang, never a token.
 		r, took := w.timedGet(host)
 		within(t, "get with the keychain daemon killed", took, getBound)
-		if r.code == 0 {
-			w.served("get with the keychain daemon killed", r)
-			t.Logf("keychain daemon killed (%s): a token was served (D-Bus restarted the daemon)", took.Round(time.Millisecond))
-		} else {
-			line := oneLine(t, "get with the keychain daemon killed", r, "keychain")
-			t.Logf("keychain daemon killed (%s): %s", took.Round(time.Millisecond), line)
-			noSecretIn(t, "the answer", r.stdout, first)
-		}
+		line := oneLine(t, "get with the keychain daemon killed", r, "keychain", "CGR_STORE=file")
+		t.Logf("keychain daemon killed (%s): %s", took.Round(time.Millisecond), line)
+		noSecretIn(t, "the answer", r.stdout, first)
 		noSecretIn(t, "stderr", r.stderr, first)
 
 		// D-Bus activation starts a new daemon with the login keyring locked (nobody typed
