@@ -47,6 +47,9 @@ served host (--fix-shadowing deletes those entries), a file read earlier, a cred
 			if err != nil {
 				return err
 			}
+			if remove && fix {
+				return &UsageError{errors.New("--remove and --fix-shadowing do not go together")}
+			}
 			var clients []clientconfig.Client
 			for _, c := range []struct {
 				on bool
@@ -59,114 +62,7 @@ served host (--fix-shadowing deletes those entries), a file read earlier, a cred
 			if len(clients) == 0 {
 				clients = clientconfig.AllClients
 			}
-			if remove && fix {
-				return &UsageError{errors.New("--remove and --fix-shadowing do not go together")}
-			}
-			accounts, err := clientconfig.Accounts(a.Getenv)
-			if err != nil {
-				return err
-			}
-			hosts := a.Settings.Registries
-			r := configureReport{Changes: []clientconfig.Change{}, Warnings: []clientconfig.Finding{}}
-			failed := 0
-			sudo := clientconfig.Sudo(a.Getenv)
-			var user sudoUserReport
-			if sudo { // the user's files as the user (configure_sudo.go), then root's here
-				if user, err = configureAsSudoUser(a); err != nil {
-					return err
-				}
-				if !keystore.SudoShareDisabled(a.Getenv) {
-					hosts = user.Hosts // root's runs work as the user, for the user's hosts
-				}
-			}
-			opts := clientconfig.Options{Hosts: hosts, Clients: clients, Remove: remove, FixShadowing: fix, DryRun: dryRun}
-			for i, acct := range accounts {
-				var changes []clientconfig.Change
-				done := clientconfig.Configure
-				if sudo && i == 0 {
-					done = func(clientconfig.Account, clientconfig.Options) []clientconfig.Change { return user.Changes }
-				}
-				for _, c := range done(acct, opts) {
-					if c.Action == clientconfig.Failed {
-						failed++
-						if sudo { // run again as it was run: with sudo
-							c.Error = strings.ReplaceAll(c.Error, "`"+clientconfig.HelperBinary+" ", "`sudo "+clientconfig.HelperBinary+" ")
-						}
-					}
-					changes = append(changes, c)
-				}
-				r.Changes = append(r.Changes, changes...)
-				if remove {
-					continue
-				}
-				if sudo && i == 0 {
-					r.Warnings = append(r.Warnings, user.Warnings...)
-					continue
-				}
-				for _, w := range clientconfig.Inspect(acct, hosts, clients) {
-					for _, f := range w.Findings {
-						// A file that failed to parse is already reported as a change; in a
-						// dry run, what the changes would fix is not a finding.
-						if failedPath(changes, f.Path) {
-							continue
-						}
-						if dryRun {
-							var stays bool
-							if f, stays = afterChanges(changes, f, fix); !stays {
-								continue
-							}
-						}
-						if sudo && i > 0 { // root's file: the person at the keyboard is not root
-							f.Fix = doctor.SudoFix(f.Fix)
-						}
-						r.Warnings = append(r.Warnings, f)
-					}
-				}
-			}
-			if configureChild(a) {
-				return reportToSudoParent(a, hosts, r)
-			}
-			if !remove {
-				exe, _ := os.Executable()
-				userHome := ""
-				if sudo {
-					userHome = accounts[0].Home
-				}
-				r.Helper = clientconfig.ReachHelper(a.Getenv, sudo, "/etc/sudoers", exe, userHome)
-			}
-			if asJSON {
-				enc := json.NewEncoder(a.Stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(r); err != nil {
-					return err
-				}
-			} else {
-				for _, c := range r.Changes {
-					if len(accounts) > 1 {
-						fmt.Fprintf(a.Stdout, "%s: ", c.Account)
-					}
-					fmt.Fprintln(a.Stdout, c.Line())
-				}
-				for _, f := range r.Warnings {
-					label := string(f.Level) + ":"
-					if dryRun { // what would still be in the way after these changes
-						label = "would remain:"
-					}
-					if len(accounts) > 1 {
-						label = f.Account + ": " + label
-					}
-					fmt.Fprintf(a.Stdout, "%s %s (%s); fix: %s\n", label, f.Saw, f.Path, f.Fix)
-				}
-				for _, h := range r.Helper {
-					if h.Fix != "" {
-						fmt.Fprintf(a.Stdout, "warn: %s: %s; fix: %s\n", h.Who, h.Saw, h.Fix)
-					}
-				}
-			}
-			if failed > 0 {
-				return fmt.Errorf("%d config file(s) could not be changed", failed)
-			}
-			return nil
+			return a.configure(clientconfig.Options{Clients: clients, Remove: remove, FixShadowing: fix, DryRun: dryRun}, asJSON)
 		},
 	}
 	f := cmd.Flags()
@@ -178,6 +74,118 @@ served host (--fix-shadowing deletes those entries), a file read earlier, a cred
 	f.BoolVar(&fix, "fix-shadowing", false, `also delete "auths" entries holding a static secret for a served host`)
 	wantJSON = outputFlags(cmd, "print the changes as JSON on stdout")
 	return cmd
+}
+
+// configure writes the client config files of every account this run is for (under sudo: the
+// invoking user's, by that user, then root's) and reports what it changed and what still keeps
+// a client from asking the helper.
+func (a *App) configure(opts clientconfig.Options, asJSON bool) error {
+	accounts, err := clientconfig.Accounts(a.Getenv)
+	if err != nil {
+		return err
+	}
+	hosts := a.Settings.Registries
+	r := configureReport{Changes: []clientconfig.Change{}, Warnings: []clientconfig.Finding{}}
+	failed := 0
+	sudo := clientconfig.Sudo(a.Getenv)
+	var user sudoUserReport
+	if sudo { // the user's files as the user (configure_sudo.go), then root's here
+		if user, err = configureAsSudoUser(a); err != nil {
+			return err
+		}
+		if !keystore.SudoShareDisabled(a.Getenv) {
+			hosts = user.Hosts // root's runs work as the user, for the user's hosts
+		}
+	}
+	opts.Hosts = hosts
+	remove, dryRun, fix, clients := opts.Remove, opts.DryRun, opts.FixShadowing, opts.Clients
+	for i, acct := range accounts {
+		var changes []clientconfig.Change
+		done := clientconfig.Configure
+		if sudo && i == 0 {
+			done = func(clientconfig.Account, clientconfig.Options) []clientconfig.Change { return user.Changes }
+		}
+		for _, c := range done(acct, opts) {
+			if c.Action == clientconfig.Failed {
+				failed++
+				if sudo { // run again as it was run: with sudo
+					c.Error = strings.ReplaceAll(c.Error, "`"+clientconfig.HelperBinary+" ", "`sudo "+clientconfig.HelperBinary+" ")
+				}
+			}
+			changes = append(changes, c)
+		}
+		r.Changes = append(r.Changes, changes...)
+		if remove {
+			continue
+		}
+		if sudo && i == 0 {
+			r.Warnings = append(r.Warnings, user.Warnings...)
+			continue
+		}
+		for _, w := range clientconfig.Inspect(acct, hosts, clients) {
+			for _, f := range w.Findings {
+				// A file that failed to parse is already reported as a change; in a
+				// dry run, what the changes would fix is not a finding.
+				if failedPath(changes, f.Path) {
+					continue
+				}
+				if dryRun {
+					var stays bool
+					if f, stays = afterChanges(changes, f, fix); !stays {
+						continue
+					}
+				}
+				if sudo && i > 0 { // root's file: the person at the keyboard is not root
+					f.Fix = doctor.SudoFix(f.Fix)
+				}
+				r.Warnings = append(r.Warnings, f)
+			}
+		}
+	}
+	if configureChild(a) {
+		return reportToSudoParent(a, hosts, r)
+	}
+	if !remove {
+		exe, _ := os.Executable()
+		userHome := ""
+		if sudo {
+			userHome = accounts[0].Home
+		}
+		r.Helper = clientconfig.ReachHelper(a.Getenv, sudo, "/etc/sudoers", exe, userHome)
+	}
+	if asJSON {
+		enc := json.NewEncoder(a.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	} else {
+		for _, c := range r.Changes {
+			if len(accounts) > 1 {
+				fmt.Fprintf(a.Stdout, "%s: ", c.Account)
+			}
+			fmt.Fprintln(a.Stdout, c.Line())
+		}
+		for _, f := range r.Warnings {
+			label := string(f.Level) + ":"
+			if dryRun { // what would still be in the way after these changes
+				label = "would remain:"
+			}
+			if len(accounts) > 1 {
+				label = f.Account + ": " + label
+			}
+			fmt.Fprintf(a.Stdout, "%s %s (%s); fix: %s\n", label, f.Saw, f.Path, f.Fix)
+		}
+		for _, h := range r.Helper {
+			if h.Fix != "" {
+				fmt.Fprintf(a.Stdout, "warn: %s: %s; fix: %s\n", h.Who, h.Saw, h.Fix)
+			}
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d config file(s) could not be changed", failed)
+	}
+	return nil
 }
 
 // afterChanges is finding f as it would be once the planned changes cs (of f's account) are
