@@ -248,10 +248,10 @@ func TestConfigureUnderSudoFixesSaySudo(t *testing.T) {
 	rootFix := "fix: sudo docker-credential-cgr configure --docker --fix-shadowing"
 
 	r := sw.asSudo("", sw.helperPath(), "configure", "--docker", "--dry-run")
-	if r.code != 0 || strings.Contains(r.stderr, "fail:") || strings.Contains(r.stderr, "no credHelpers entry") ||
-		!strings.Contains(r.stderr, sw.u.Username+": ") || !strings.Contains(r.stderr, "would be created") ||
-		!strings.Contains(r.stderr, "root: would remain: auths[\""+host+"\"] still holds a static secret") || !strings.Contains(r.stderr, rootFix) {
-		t.Fatalf("sudo configure --dry-run: exit %d\n%s", r.code, r.stderr)
+	if r.code != 0 || strings.Contains(r.stdout, "fail:") || strings.Contains(r.stdout, "no credHelpers entry") ||
+		!strings.Contains(r.stdout, sw.u.Username+": ") || !strings.Contains(r.stdout, "would be created") ||
+		!strings.Contains(r.stdout, "root: would remain: auths[\""+host+"\"] still holds a static secret") || !strings.Contains(r.stdout, rootFix) {
+		t.Fatalf("sudo configure --dry-run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if b, _ := os.ReadFile(rootCfg); strings.Contains(string(b), "credHelpers") {
 		t.Fatal("the dry run wrote root's config")
@@ -262,7 +262,7 @@ func TestConfigureUnderSudoFixesSaySudo(t *testing.T) {
 		t.Fatalf("sudo configure: exit %d: %s", r.code, r.stderr)
 	}
 	var fix string
-	for _, l := range strings.Split(r.stderr, "\n") {
+	for _, l := range strings.Split(r.stdout, "\n") {
 		_, f, ok := strings.Cut(l, "; fix: ")
 		switch {
 		case ok && strings.HasPrefix(l, "root: "):
@@ -272,7 +272,7 @@ func TestConfigureUnderSudoFixesSaySudo(t *testing.T) {
 		}
 	}
 	if "fix: "+fix != rootFix {
-		t.Fatalf("root's static secret: fix %q, want %q\n%s", fix, rootFix, r.stderr)
+		t.Fatalf("root's static secret: fix %q, want %q\n%s", fix, rootFix, r.stdout)
 	}
 	// The fix as printed, sudo being what asSudo already does: root's secret is gone.
 	args := strings.Fields(fix)

@@ -390,9 +390,9 @@ func TestSudoConfigureFollowsNoLinkOfTheUser(t *testing.T) {
 	}
 
 	r := sw.asSudo("", sw.helperPath(), "configure")
-	if r.code != 1 || !strings.Contains(r.stderr, sw.u.Username+": "+dockerLink+": ") || !strings.Contains(r.stderr, sw.u.Username+": "+containersLink+": ") ||
-		!strings.Contains(r.stderr, "permission denied") || !strings.Contains(r.stderr, "2 config file(s) could not be changed") {
-		t.Fatalf("sudo configure with links into root's places: exit %d\n%s", r.code, r.stderr)
+	if out := r.stdout + r.stderr; r.code != 1 || !strings.Contains(out, sw.u.Username+": "+dockerLink+": ") || !strings.Contains(out, sw.u.Username+": "+containersLink+": ") ||
+		!strings.Contains(out, "permission denied") || !strings.Contains(r.stderr, "2 config file(s) could not be changed") {
+		t.Fatalf("sudo configure with links into root's places: exit %d\n%s", r.code, out)
 	}
 	if entries, _ := os.ReadDir(rootOnly); len(entries) != 0 {
 		t.Errorf("a file was created in a root-only directory through the user's link: %v", entries)
@@ -530,8 +530,8 @@ func TestSudoConfigureUserWithoutRuntimeDir(t *testing.T) {
 
 	argv := inNS(sw.helperPath(), "configure")
 	r := sw.asSudo("", argv[0], argv[1:]...)
-	if r.code != 0 || !strings.Contains(r.stderr, sw.u.Username+": fail: podman, skopeo and buildah read "+primary+" first and stop there, for every image") || !strings.Contains(r.stderr, "fix: "+fix) {
-		t.Fatalf("sudo configure for a user without a runtime dir: exit %d\n%s", r.code, r.stderr)
+	if r.code != 0 || !strings.Contains(r.stdout, sw.u.Username+": fail: podman, skopeo and buildah read "+primary+" first and stop there, for every image") || !strings.Contains(r.stdout, "fix: "+fix) {
+		t.Fatalf("sudo configure for a user without a runtime dir: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	sw.assertWired()
 	noRootFiles(t, sw.u.HomeDir, sw.uid)

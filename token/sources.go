@@ -63,7 +63,7 @@ func (s pullTokenSource) Describe(ctx context.Context, host string) (Status, err
 	case errors.Is(err, ErrNoCredential) && !errors.As(err, &fe):
 		return st, nil
 	case errors.Is(err, errPullDamaged):
-		st.Configured, st.Problem = true, fe // what get says, with its fix
+		st.Configured, st.Problem = true, err // what get says, with its fix
 		return st, nil
 	case err != nil:
 		return st, err

@@ -514,7 +514,7 @@ func (c *CredentialChecks) imageOrgCheck(ctx context.Context, image string) []Re
 	}
 	return []Result{{Status: Fail,
 		Saw: fmt.Sprintf("you are logged in as %s, a member of %s, but the image %s is in org %q: the registry refuses the token (403 Forbidden)", who, orgs, image, imgOrg),
-		Fix: fmt.Sprintf("%s --org %s   # as an account that is a member of %s (or ask its admin to add you)", relogin, imgOrg, imgOrg)}}
+		Fix: fmt.Sprintf("%s   # as an account that is a member of %s (or ask its admin to add you)", relogin, imgOrg)}}
 }
 
 func orWho(info *token.SessionInfo) string {

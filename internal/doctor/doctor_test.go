@@ -168,7 +168,7 @@ func TestProbeImageAgainstEmulator(t *testing.T) {
 		{name: "private, anonymous", repo: private, status: Fail, step: "token", cause: []string{"is private", "no login or pull token"}, fix: []string{"docker-credential-cgr login"}},
 		{name: "private, member", repo: private, username: "_token", secret: user, status: OK, step: "manifest"},
 		{name: "private, another org's user", repo: private, username: "_token", secret: e.MintToken(stranger.ID, "cgr.dev"), status: Fail, step: "token",
-			cause: []string{"not a member of org \"" + org.Name + "\""}, fix: []string{"login --org " + org.Name}},
+			cause: []string{"not a member of org \"" + org.Name + "\""}, fix: []string{"logout && docker-credential-cgr login   # as a member of " + org.Name}},
 		{name: "private, another org's identity", repo: private, username: "_token", secret: e.MintToken(ident, "cgr.dev"), status: Fail, step: "token",
 			cause: []string{"belongs to org " + other.ID, "image to org \"" + org.Name + "\""}},
 		{name: "unknown org", repo: "no-such-org.example/app:latest", username: "_token", secret: user, status: Fail, step: "token",

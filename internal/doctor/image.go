@@ -16,6 +16,7 @@ import (
 
 	"github.com/cgrtools/docker-credential-cgr/internal/config"
 	"github.com/cgrtools/docker-credential-cgr/internal/safetext"
+	"github.com/cgrtools/docker-credential-cgr/token"
 )
 
 // Probe is what ProbeImage learned: how far a pull got and, when it stopped, why.
@@ -227,7 +228,7 @@ func forbiddenCause(p Probe, name string) string {
 }
 
 func orgFix(p Probe) string {
-	return fmt.Sprintf("docker-credential-cgr login --org %s   # log in to the image's org; or ask its admin for access; a pull token for it: docker-credential-cgr pull-token create --parent %s --save", p.ImageOrg, p.ImageOrg)
+	return fmt.Sprintf("%s logout && %s   # as a member of %s; or ask its admin for access; a pull token for it: %s --parent %s", config.AppName, token.LoginCommand, p.ImageOrg, token.SaveCommand, p.ImageOrg)
 }
 
 // tokenOrg names the org a credential belongs to when the credential says: a pull token's
