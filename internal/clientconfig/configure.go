@@ -183,6 +183,9 @@ type Finding struct {
 	// Repository says the key names a repository rather than the host.
 	StaticKey  string `json:"static_key,omitempty"`
 	Repository bool   `json:"repository,omitempty"`
+	// Env names the environment variable that is the finding (DOCKER_AUTH_CONFIG): no file
+	// edit fixes it.
+	Env string `json:"env,omitempty"`
 }
 
 // Wiring is the state of one client for one account: the file that matters and what is wrong.
@@ -281,6 +284,10 @@ func inspectDockerFormat(a Account, c Client, path string, hosts []string, read 
 				w.Wired = append(w.Wired, h)
 				continue
 			}
+			if c == Helm && routesToHelper(read(DockerConfig(a), false), h) {
+				w.Findings = append(w.Findings, helmFallbackFinding(a, path, h, r.info.configured))
+				continue
+			}
 			w.Findings = append(w.Findings, Finding{Level: Fail, Account: a.Name, Client: c, Path: path, Host: h,
 				Saw: fmt.Sprintf("no credHelpers entry for %s: %s does not ask %s", h, clientNames[c], HelperBinary),
 				Fix: fmt.Sprintf("%s configure %s", HelperBinary, flag)})
@@ -309,7 +316,29 @@ func inspectDockerFormat(a Account, c Client, path string, hosts []string, read 
 	if cs := r.info.credsStore; cs != "" && cs != Helper {
 		w.Findings = append(w.Findings, CredsStoreFinding(a, c, path, cs, hosts))
 	}
+	if c == Docker {
+		var viaStore []string
+		for _, h := range hosts {
+			if r.info.helpers[h] == "" && r.info.credsStore == Helper {
+				viaStore = append(viaStore, h)
+			}
+		}
+		if len(viaStore) > 0 && dockerDesktop(a, r.info) {
+			w.Findings = append(w.Findings, desktopFinding(a, path, viaStore))
+		}
+		w.Findings = append(w.Findings, dockerEnvFindings(a, path, hosts)...)
+	}
 	return w
+}
+
+// routesToHelper: the file sends host to the helper (its credHelpers entry, or the helper
+// as the global credsStore with no other entry for the host).
+func routesToHelper(f cachedFile, host string) bool {
+	if f.err != nil || !f.ok {
+		return false
+	}
+	h := f.info.helpers[host]
+	return h == Helper || (h == "" && f.info.credsStore == Helper)
 }
 
 // CredsStoreFinding is the note about a global credsStore: fine for other hosts, and
@@ -317,8 +346,12 @@ func inspectDockerFormat(a Account, c Client, path string, hosts []string, read 
 // credsStore first for "<host>/<repo>", so a login to a served host that it still holds may
 // answer instead of the helper. Doctor refines it by listing the store.
 func CredsStoreFinding(a Account, c Client, path, store string, hosts []string) Finding {
+	saw := fmt.Sprintf("credsStore %q is the default store; crane, ko and cosign ask it for %s/<repo> before credHelpers; if it still holds an old login for %s, that login answers", store, hosts[0], strings.Join(hosts, ", "))
+	if c == Docker && desktopStores[store] {
+		saw += "; Docker Desktop writes this credsStore back when it starts, so deleting it does not last: erase the login instead"
+	}
 	return Finding{Level: Warn, Account: a.Name, Client: c, Path: path, CredsStore: store,
-		Saw: fmt.Sprintf("credsStore %q is the default store; crane, ko and cosign ask it for %s/<repo> before credHelpers; if it still holds an old login for %s, that login answers", store, hosts[0], strings.Join(hosts, ", ")),
+		Saw: saw,
 		Fix: fmt.Sprintf("printf %%s %s | docker-credential-%s erase", hosts[0], safetext.Line(store))}
 }
 

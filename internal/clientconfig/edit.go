@@ -15,6 +15,7 @@ type fileInfo struct {
 	helpers    map[string]string // credHelpers entries of served hosts
 	static     []authEntry       // auths entries of served hosts that hold a secret
 	credsStore string
+	configured bool // credsStore, credHelpers or auths set at all (oras-go's IsAuthConfigured)
 }
 
 type authEntry struct {
@@ -89,6 +90,14 @@ func inspect(doc []byte, hosts []string, legacy bool) (fileInfo, error) {
 		if i, ok := top.find("credsStore"); ok {
 			json.Unmarshal(top.members[i].raw, &info.credsStore)
 		}
+		for _, k := range []string{"credHelpers", "auths"} {
+			if i, ok := top.find(k); ok {
+				var m map[string]json.RawMessage
+				json.Unmarshal(top.members[i].raw, &m)
+				info.configured = info.configured || len(m) > 0
+			}
+		}
+		info.configured = info.configured || info.credsStore != ""
 		auths = nil
 		if i, ok := top.find("auths"); ok && isObject(top.members[i].raw) {
 			m := top.members[i]
