@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,7 +37,7 @@ func need(t *testing.T, cmd string) string {
 }
 
 // docker login with a pull token stores it through the helper; docker logout erases it.
-func TestDockerCLILoginLogout(t *testing.T) {
+func TestClientsDockerLoginLogout(t *testing.T) {
 	need(t, "docker")
 	w := newWorld(t, emulator.Options{})
 	w.login()
@@ -60,7 +61,7 @@ func TestDockerCLILoginLogout(t *testing.T) {
 }
 
 // go-containerregistry's DefaultKeychain execs the helper (as crane and ko do).
-func TestGoContainerRegistryPull(t *testing.T) {
+func TestClientsGoContainerRegistryPull(t *testing.T) {
 	w := newWorld(t, emulator.Options{})
 	w.login()
 	w.setenv()
@@ -88,25 +89,49 @@ func TestGoContainerRegistryPull(t *testing.T) {
 }
 
 // skopeo (containers/image) reads credHelpers from auth.json.
-func TestSkopeoInspect(t *testing.T) {
+func TestClientsSkopeoInspect(t *testing.T) {
 	need(t, "skopeo")
 	w := newWorld(t, emulator.Options{})
 	w.login()
-	r := w.run("", "skopeo", "inspect", "--tls-verify=false", "--authfile", w.env["REGISTRY_AUTH_FILE"], "docker://"+w.emu.PrivateImage())
+	execs := w.countExecs()
+	empty := filepath.Join(w.home, "empty-auth.json")
+	w.write(empty, "{}")
+	inspect := func(authfile string, env ...string) result {
+		return runCommand(t, append(w.environ(), env...), "", "", "skopeo", "inspect", "--tls-verify=false", "--authfile", authfile, "docker://"+w.emu.PrivateImage())
+	}
+	refusedForCredentials(t, "skopeo inspect", inspect(empty, "DOCKER_CONFIG="+t.TempDir()))
+	execs.reset()
+	r := inspect(w.env["REGISTRY_AUTH_FILE"])
 	if r.code != 0 || !strings.Contains(r.stdout, `"Digest"`) {
 		t.Fatalf("skopeo inspect: exit %d: %s", r.code, r.stderr)
 	}
+	v := w.run("", "skopeo", "--version")
+	recordRow(t, clientRow{Client: "skopeo", Version: versionWord(v.stdout) + " (Debian)", Command: "skopeo inspect docker://<org>/app",
+		Note: "credHelpers in auth.json", Result: "inspects it; refused (401) unwired", Execs: fmt.Sprint(execs.gets())})
+}
+
+// versionWord is the word after "version" in a tool's version line ("buildah version 1.28.2
+// (image-spec 1.0.2-dev, ...)").
+func versionWord(s string) string {
+	f := strings.Fields(s)
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "version" {
+			return f[i+1]
+		}
+	}
+	return "unknown"
 }
 
 // podman and buildah (containers/image, like skopeo, but with their own storage) pull the
 // private image through credHelpers in auth.json; with an empty auth file the same pull is
 // refused, so it is the helper that let them in.
-func TestPodmanAndBuildahPull(t *testing.T) {
+func TestClientsPodmanAndBuildahPull(t *testing.T) {
 	w := newWorld(t, emulator.Options{})
 	w.login()
 	img := w.emu.PrivateImage()
 	empty := filepath.Join(w.home, "empty-auth.json")
 	w.write(empty, "{}")
+	execs := w.countExecs()
 	for _, tool := range []string{"podman", "buildah"} {
 		t.Run(tool, func(t *testing.T) {
 			bin := need(t, tool)
@@ -124,25 +149,36 @@ func TestPodmanAndBuildahPull(t *testing.T) {
 			if r.code == 0 || !strings.Contains(strings.ToLower(r.stderr), "unauthorized") {
 				t.Fatalf("%s without credentials: exit %d; want refused as unauthorized: %s", tool, r.code, r.stderr)
 			}
+			execs.reset()
 			r = pull(w.env["REGISTRY_AUTH_FILE"])
 			if r.code != 0 {
 				t.Fatalf("%s pull %s: exit %d: %s", tool, img, r.code, r.stderr)
 			}
+			n := execs.gets()
 			noJWTIn(t, tool+" output", r.stdout+r.stderr)
+			v := runCommand(t, w.environ(), "", "", bin, "--version")
+			recordRow(t, clientRow{Client: tool, Version: versionWord(v.stdout) + " (Debian)", Command: tool + " pull <org>/app",
+				Note: "credHelpers in auth.json", Result: "pulls it; refused (401) unwired", Execs: fmt.Sprint(n)})
 		})
 	}
 }
 
 // A real Docker Engine pull: the CLI asks the helper and hands the credential to the daemon.
-func TestDockerEnginePull(t *testing.T) {
+func TestClientsDockerPull(t *testing.T) {
 	need(t, "docker")
 	dockerEngine(t)
 	w := newWorld(t, emulator.Options{})
 	w.login()
+	execs := w.countExecs()
 	img := w.emu.PrivateImage()
+	w.rmiLater(img)
+	refusedForCredentials(t, "docker pull", runCommand(t, append(w.environ(), "DOCKER_CONFIG="+w.unwiredDocker()), "", "", "docker", "pull", img))
+	execs.reset()
 	r := w.run("", "docker", "pull", img)
-	t.Cleanup(func() { w.run("", "docker", "rmi", "-f", img) })
 	if r.code != 0 {
 		t.Fatalf("docker pull %s: exit %d: %s", img, r.code, r.stderr)
 	}
+	v := w.run("", "docker", "version", "--format", "{{.Client.Version}}")
+	recordRow(t, clientRow{Client: "docker pull (Engine)", Version: strings.TrimSpace(v.stdout) + ", Engine " + engineVersion(t), Command: "docker pull <org>/app",
+		Result: "pulls it; refused (401) unwired", Execs: fmt.Sprint(execs.gets())})
 }

@@ -44,7 +44,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := finishTable(m.Run())
 	e2etest.Cleanup()
 	os.Exit(code)
 }

@@ -297,7 +297,10 @@ func (e *Emulator) handleV2(w http.ResponseWriter, r *http.Request) {
 	}
 	sw := &statusWriter{ResponseWriter: w}
 	e.ggcr.ServeHTTP(sw, r)
-	if repo != "" && r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/") && sw.status == http.StatusCreated {
+	// A repository exists once something was pushed into it: a manifest, or a blob (the
+	// Docker Engine's pusher checks each blob it uploaded with a HEAD before it pushes the
+	// manifest, as a registry allows).
+	if repo != "" && push && sw.status == http.StatusCreated {
 		e.mu.Lock()
 		e.repos[repo] = true
 		e.mu.Unlock()
