@@ -27,6 +27,7 @@ command -v man >/dev/null || need_apt+=(man-db)        # release-check: the .deb
 command -v strace >/dev/null || need_apt+=(strace)     # bench: network attempts of other helpers
 [ -x /usr/bin/docker-compose ] || need_apt+=(docker-compose) # compose v1 (Python): one helper exec per service
 command -v jq >/dev/null || need_apt+=(jq)             # doctor's DOCKER_AUTH_CONFIG fix, run as printed
+command -v runc >/dev/null || need_apt+=(runc)         # buildkitd's worker
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "deps: missing ${need_apt[*]}; install them (apt-get install ${need_apt[*]}) or run as root" >&2
@@ -44,8 +45,8 @@ fi
 # A tool is rebuilt only when the version it was built from is not the one named here.
 # Cold build times on the 2-core machine (fresh module and build caches) are in README.md.
 mkdir -p .cache/bin .cache/cli-plugins
-built() { # binary version: whether binary was built from version (its module or its -X stamp)
-  go version -m "$1" 2>/dev/null | grep -qE "^\s+(mod\s+\S+\s+$2\s|build\s+-ldflags=.*=$2( |\"|\$))"
+built() { # binary version: whether go install built binary from that module version
+  go version -m "$1" 2>/dev/null | grep -qE "^\s+mod\s+\S+\s+$2\s"
 }
 timed() { # name command...: runs command, says how long it took (the figures in README.md)
   local t=$SECONDS
@@ -62,13 +63,16 @@ install_go() { # dest module/cmd@version [go install flags]: go install unless t
 }
 # A module whose go.mod has exclude or replace directives (go install refuses it) is built
 # from its own source in the module cache, as its own main module, with the versions it pins.
+# Built as the main module, the binary records no module version (and -trimpath drops the
+# -ldflags from its build info), so a stamp beside it says what it was built from.
 build_module() { # dest module@version package ldflags
-  local want=${2##*@} src
-  built "$1" "$want" && return
+  local src
+  [ -x "$1" ] && [ "$(cat "$1.built" 2>/dev/null)" = "$2" ] && return
   echo "deps: go build $2 ($3)" >&2
   src=$(go mod download -json "$2" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
   [ -n "$src" ] || { echo "deps: go mod download $2 gave no source" >&2; exit 1; }
   timed "$(basename "$1")" env -C "$src" go build -trimpath -ldflags "$4" -o "$PWD/$1" "$3"
+  printf '%s\n' "$2" >"$1.built"
 }
 B=.cache/bin P=.cache/cli-plugins
 install_go $B/crane github.com/google/go-containerregistry/cmd/crane@v0.22.1
@@ -81,3 +85,7 @@ install_go $B/cosign github.com/sigstore/cosign/v3/cmd/cosign@v3.1.3
 # buildx carries its version (compose refuses an unversioned buildx).
 install_go $P/docker-buildx github.com/docker/buildx/cmd/buildx@v0.38.2 -ldflags "-X github.com/docker/buildx/version.Version=v0.38.2"
 build_module $P/docker-compose github.com/docker/compose/v5@v5.6.0 ./cmd "-X github.com/docker/compose/v5/internal.Version=v5.6.0"
+# BuildKit's own daemon, the version buildx v0.38.2 pins, for buildx's remote driver: there
+# BuildKit pushes with the credentials it keeps from the helper (the docker driver leaves the
+# push to the Engine, which gets a fresh answer).
+build_module $B/buildkitd github.com/moby/buildkit@v0.34.2 ./cmd/buildkitd "-X github.com/moby/buildkit/version.Version=v0.34.2"
