@@ -601,8 +601,8 @@ func TestDoctorDockerAuthConfig(t *testing.T) {
 	}
 	noSecretIn(t, "doctor's output", r.stdout+r.stderr, stale, other, "an-old-token", "other-registry-secret")
 	// configure, which cannot fix it, says the same.
-	if c := w.helper("", "configure"); c.code != 0 || !strings.Contains(c.stderr, "fail: DOCKER_AUTH_CONFIG holds a login for "+host) || !strings.Contains(c.stderr, "fix: "+fix) {
-		t.Fatalf("configure: exit %d, no warning about DOCKER_AUTH_CONFIG with the same fix:\n%s", c.code, c.stderr)
+	if c := w.helper("", "configure"); c.code != 0 || !strings.Contains(c.stdout+c.stderr, "fail: DOCKER_AUTH_CONFIG holds a login for "+host) || !strings.Contains(c.stdout+c.stderr, "fix: "+fix) {
+		t.Fatalf("configure: exit %d, no warning about DOCKER_AUTH_CONFIG with the same fix:\n%s%s", c.code, c.stdout, c.stderr)
 	}
 	if !strings.Contains(fix, "jq") {
 		t.Fatalf("the fix %q would drop the other registry's login too", fix)
