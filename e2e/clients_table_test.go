@@ -141,6 +141,12 @@ func finishTable(code int) int {
 	table.Lock()
 	rows := slices.Clone(table.rows)
 	table.Unlock()
+	if writeDocs() && code == 0 {
+		if err := writeFaultTimes(); err != nil {
+			fmt.Fprintln(os.Stderr, "writing docs/BENCH.md's fault times:", err)
+			return 1
+		}
+	}
 	if writeDocs() {
 		if code != 0 || len(rows) == 0 {
 			fmt.Fprintln(os.Stderr, "README client table not written: the run failed or ran no client test")
