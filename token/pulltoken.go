@@ -166,7 +166,14 @@ func (p *PullTokens) apiSkew() time.Duration {
 
 // read loads pull/<host>: ErrNoCredential when there is none.
 func (p *PullTokens) read(ctx context.Context, host string) (*pullRecord, error) {
+	present, known := p.indexed(host)
+	if known && !present {
+		return nil, ErrNoCredential // no keychain round trip for what is known not to be there
+	}
 	b, err := p.d.Store.Get(ctx, pullKey(host))
+	if !known && (err == nil || errors.Is(err, keystore.ErrNotFound)) {
+		p.learnIndex(host, err == nil)
+	}
 	if errors.Is(err, keystore.ErrNotFound) {
 		return nil, ErrNoCredential
 	}
@@ -192,7 +199,67 @@ func (p *PullTokens) write(ctx context.Context, host string, r *pullRecord) erro
 	if err := p.d.Store.Set(ctx, pullKey(host), b); err != nil {
 		return storeFixable(err)
 	}
+	p.setIndex(host, true)
 	return nil
+}
+
+// The pull-token index (keychain stores only): a state file per host that says whether a pull
+// token is stored for it, so that a warm get, which asks for a pull token before the session's
+// token, does not pay a keychain round trip (a D-Bus search, unlock and property reads) to
+// learn there is none. Every write and deletion of pull/<host> updates it, under the host's
+// pull lock; without the file (a store from before it existed) the keychain is asked, and the
+// answer recorded when no writer holds the lock. A stale "present" costs only the round trip.
+
+func (p *PullTokens) indexName(host string) string { return "pull-index-" + host }
+
+func (p *PullTokens) useIndex() bool {
+	return p.d.Store != nil && p.d.Store.Kind() == "keychain" && p.d.Settings.StoreDir != ""
+}
+
+// indexed says whether a pull token is stored for host, when the index knows.
+func (p *PullTokens) indexed(host string) (present, known bool) {
+	if !p.useIndex() {
+		return false, false
+	}
+	b, err := keystore.ReadState(p.d.Settings.StoreDir, p.indexName(host))
+	switch strings.TrimSpace(string(b)) {
+	case "present":
+		return true, err == nil
+	case "absent":
+		return false, err == nil
+	}
+	return false, false
+}
+
+// setIndex records what a writer (holding host's pull lock) just did; when that cannot be
+// recorded, the index forgets host, and the keychain is asked again.
+func (p *PullTokens) setIndex(host string, present bool) {
+	if !p.useIndex() {
+		return
+	}
+	v := "absent"
+	if present {
+		v = "present"
+	}
+	if keystore.WriteState(p.d.Settings.StoreDir, p.indexName(host), []byte(v+"\n")) != nil {
+		_ = keystore.RemoveState(p.d.Settings.StoreDir, p.indexName(host))
+	}
+}
+
+// learnIndex records what a read found, only when no writer holds host's pull lock (so it
+// cannot overwrite a write it raced with).
+func (p *PullTokens) learnIndex(host string, present bool) {
+	if !p.useIndex() {
+		return
+	}
+	h, ok, err := keystore.TryAcquire(p.d.Settings.StoreDir, lockName("pull", host))
+	if err != nil || !ok {
+		return
+	}
+	defer h.Release()
+	if _, known := p.indexed(host); !known {
+		p.setIndex(host, present)
+	}
 }
 
 // Stored returns the pull token stored for host (store only, no network, no renewal);
@@ -569,9 +636,13 @@ func (p *PullTokens) Keep(ctx context.Context, t *PullToken) error {
 
 // Forget removes the pull token stored for host (none stored is not an error).
 func (p *PullTokens) Forget(ctx context.Context, host string) error {
+	if unlock, err := lockStore(ctx, p.d, lockName("pull", host)); err == nil {
+		defer unlock()
+	}
 	if err := p.d.Store.Delete(ctx, pullKey(host)); err != nil {
 		return storeFixable(err)
 	}
+	p.setIndex(host, false)
 	return nil
 }
 

@@ -602,3 +602,80 @@ func TestPullTokenRenewalUsesIssuerClock(t *testing.T) {
 		t.Errorf("stderr during renewals: %q", s)
 	}
 }
+
+// countingKeychain is the file store dressed as a keychain, counting reads: what a keychain
+// round trip would cost.
+type countingKeychain struct {
+	keystore.Store
+	mu    sync.Mutex
+	reads map[string]int
+}
+
+func (c *countingKeychain) Kind() string { return "keychain" }
+
+func (c *countingKeychain) Get(ctx context.Context, key string) ([]byte, error) {
+	c.mu.Lock()
+	c.reads[key]++
+	c.mu.Unlock()
+	return c.Store.Get(ctx, key)
+}
+
+func (c *countingKeychain) count(prefix string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for k, v := range c.reads {
+		if strings.HasPrefix(k, prefix) {
+			n += v
+		}
+	}
+	return n
+}
+
+// On a keychain, a get with no pull token stored asks the keychain for one once (a store from
+// before the index), then never again; saving one and forgetting it keep the index true, and
+// an index that is lost only costs the round trip.
+func TestPullTokenIndexSavesKeychainRoundTrips(t *testing.T) {
+	f := newPTFixture(t)
+	kc := &countingKeychain{Store: f.d.Store, reads: map[string]int{}}
+	f.d.Store = kc
+	pts := func() *token.PullTokens { return token.NewPullTokens(f.d, token.NewSession(f.d)) }
+	for range 3 {
+		if _, err := pts().Get(ptCtx(t), f.host); !errors.Is(err, token.ErrNoCredential) {
+			t.Fatalf("nothing stored: %v", err)
+		}
+	}
+	if n := kc.count("pull/"); n != 1 {
+		t.Fatalf("%d keychain reads of pull/ for 3 gets with nothing stored; want 1 (then the index knows)", n)
+	}
+	f.login()
+	pt := f.create(time.Hour)
+	if err := pts().Keep(ptCtx(t), pt); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := pts().Get(ptCtx(t), f.host); err != nil || got.Identity != pt.Identity {
+		t.Fatalf("after --save: %v", err)
+	}
+	if err := pts().Forget(ptCtx(t), f.host); err != nil {
+		t.Fatal(err)
+	}
+	before := kc.count("pull/")
+	if _, err := pts().Get(ptCtx(t), f.host); !errors.Is(err, token.ErrNoCredential) || kc.count("pull/") != before {
+		t.Fatalf("after forget: %v, %d more reads", err, kc.count("pull/")-before)
+	}
+	// The index lost (a store dir emptied of state): the keychain is asked again, and right.
+	for _, n := range []string{"pull-index-" + f.host} {
+		if err := keystore.RemoveState(f.d.Settings.StoreDir, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pts().Keep(ptCtx(t), pt); err != nil {
+		t.Fatal(err)
+	}
+	if err := keystore.RemoveState(f.d.Settings.StoreDir, "pull-index-"+f.host); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := pts().Get(ptCtx(t), f.host); err != nil || got.Identity != pt.Identity {
+		t.Fatalf("index lost, token stored: %v", err)
+	}
+}
