@@ -55,6 +55,7 @@ type keychain struct {
 type keychainSystem interface {
 	describe() string
 	locked(ctx context.Context) bool
+	present(ctx context.Context) error // nil, or why no keychain answers (ErrUnavailable)
 }
 
 func (k *keychain) Kind() string     { return "keychain" }
@@ -107,6 +108,9 @@ func (k *keychain) mapErr(ctx context.Context, err error) error {
 	defer cancel()
 	if k.sys.locked(lctx) {
 		return errLockedFix
+	}
+	if perr := k.sys.present(lctx); perr != nil {
+		return perr // no Secret Service at all: say that, not the library's words
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("%w: %s did not answer in time", ErrUnavailable, k.sys.describe())

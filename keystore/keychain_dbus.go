@@ -42,9 +42,10 @@ func sessionBusAddress(getenv func(string) string) (string, error) {
 	return "", fmt.Errorf("%w: no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS unset and no $XDG_RUNTIME_DIR/bus)", ErrUnavailable)
 }
 
-// newKeychainSystem checks that a session bus exists and that a Secret Service answers on
-// it, within ctx.
-func newKeychainSystem(ctx context.Context, getenv func(string) string) (keychainSystem, error) {
+// newKeychainSystem checks that a session bus exists and, when check is set, that a Secret
+// Service answers on it, within ctx. (The keychain auto recorded is not checked: its first
+// read says whether it answers, and that round trip is not paid twice on every get.)
+func newKeychainSystem(ctx context.Context, getenv func(string) string, check bool) (keychainSystem, error) {
 	addr, err := sessionBusAddress(getenv)
 	if err != nil {
 		return nil, err
@@ -55,7 +56,19 @@ func newKeychainSystem(ctx context.Context, getenv func(string) string) (keychai
 			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 	}
-	_, err = within(ctx, func() (struct{}, error) {
+	if !check {
+		return secretService{}, nil
+	}
+	if err := (secretService{}).present(ctx); err != nil {
+		return nil, err
+	}
+	return secretService{}, nil
+}
+
+// present says whether a Secret Service answers on the session bus (or can be started by
+// D-Bus activation), within ctx: nil, or an ErrUnavailable that says why.
+func (secretService) present(ctx context.Context) error {
+	_, err := within(ctx, func() (struct{}, error) {
 		conn, err := dbus.SessionBus()
 		if err != nil {
 			return struct{}{}, fmt.Errorf("connecting to the session bus: %v", err)
@@ -77,12 +90,12 @@ func newKeychainSystem(ctx context.Context, getenv func(string) string) (keychai
 		return struct{}{}, nil
 	})
 	if ctx.Err() != nil {
-		return nil, fmt.Errorf("%w: the session bus did not answer in time", ErrUnavailable)
+		return fmt.Errorf("%w: the session bus did not answer in time", ErrUnavailable)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	return secretService{}, nil
+	return nil
 }
 
 // locked tells whether the collection go-keyring uses ("login" when it exists, else the

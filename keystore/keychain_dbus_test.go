@@ -18,19 +18,19 @@ func TestBusAddressNeverAutolaunches(t *testing.T) {
 	ctx := context.Background()
 
 	env["DBUS_SESSION_BUS_ADDRESS"] = "autolaunch:"
-	if _, err := newKeychainSystem(ctx, getenv); !errors.Is(err, ErrUnavailable) {
+	if _, err := newKeychainSystem(ctx, getenv, true); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("autolaunch: address: %v", err)
 	}
 	env["DBUS_SESSION_BUS_ADDRESS"] = ""
 	env["XDG_RUNTIME_DIR"] = rd
-	if _, err := newKeychainSystem(ctx, getenv); !errors.Is(err, ErrUnavailable) {
+	if _, err := newKeychainSystem(ctx, getenv, true); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("runtime dir without a bus: %v", err)
 	}
 	// A regular file named bus is no socket.
 	if err := os.WriteFile(filepath.Join(rd, "bus"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := newKeychainSystem(ctx, getenv); !errors.Is(err, ErrUnavailable) {
+	if _, err := newKeychainSystem(ctx, getenv, true); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("bus that is a file: %v", err)
 	}
 	// A socket is taken as the bus address.

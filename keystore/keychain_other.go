@@ -23,6 +23,8 @@ func (osKeychain) describe() string {
 // locked login keychain shows its own dialog, bounded by the call deadline.
 func (osKeychain) locked(context.Context) bool { return false }
 
-func newKeychainSystem(context.Context, func(string) string) (keychainSystem, error) {
+func (osKeychain) present(context.Context) error { return nil }
+
+func newKeychainSystem(context.Context, func(string) string, bool) (keychainSystem, error) {
 	return osKeychain{}, nil
 }

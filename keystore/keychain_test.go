@@ -89,6 +89,7 @@ type fakeSystem struct{ isLocked bool }
 
 func (fakeSystem) describe() string                  { return "fake keychain" }
 func (s fakeSystem) locked(ctx context.Context) bool { return s.isLocked }
+func (s fakeSystem) present(context.Context) error   { return nil }
 
 func fakeKeychain(f *fakeKeyring) *keychain {
 	return &keychain{api: f, service: Service, timeout: 2 * time.Second, sys: fakeSystem{}}

@@ -51,6 +51,8 @@ type Options struct {
 	Notice io.Writer
 	// Getenv reads the environment (DBUS_SESSION_BUS_ADDRESS, XDG_RUNTIME_DIR); nil: os.Getenv.
 	Getenv func(string) string
+
+	recorded bool // auto recorded the keychain: opened without checking the service first
 }
 
 // Unusable says why nothing can be stored in s (its directory does not exist and cannot be

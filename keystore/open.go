@@ -50,6 +50,7 @@ func Open(ctx context.Context, o Options) (Store, error) {
 	case "keychain":
 		ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 		defer cancel()
+		o.recorded = true // the first read says whether it answers (see keychain.mapErr)
 		return openKeychain(ctx, o)
 	case "auto", "":
 		return openAuto(ctx, o)
@@ -58,7 +59,7 @@ func Open(ctx context.Context, o Options) (Store, error) {
 }
 
 func openKeychain(ctx context.Context, o Options) (*keychain, error) {
-	sys, err := newKeychainSystem(ctx, o.Getenv)
+	sys, err := newKeychainSystem(ctx, o.Getenv, !o.recorded)
 	if err != nil {
 		return nil, err
 	}
@@ -78,6 +79,7 @@ func openAuto(ctx context.Context, o Options) (Store, error) {
 		// round trip less on every get), and its failure is worded as the probe's was.
 		kctx, cancel := context.WithTimeout(ctx, min(probeTimeout, o.Timeout))
 		defer cancel()
+		o.recorded = true
 		kc, err := openKeychain(kctx, o)
 		if err != nil {
 			if ctx.Err() != nil {
