@@ -58,7 +58,7 @@ func (w *world) headless(t *testing.T, decide func(code string) error) (exit int
 
 // The device flow through the binary: the code on stderr, approval, a stored session.
 func TestHeadlessLoginThroughBinary(t *testing.T) {
-	w := newWorld(t, emulator.Options{DeviceInterval: 100 * time.Millisecond})
+	w := newWorld(t, emulator.Options{DeviceInterval: 100 * time.Millisecond, DeviceFlow: true})
 	code, stderr := w.headless(t, w.emu.ApproveDevice)
 	if code != 0 {
 		t.Fatalf("login --headless: exit %d\n%s", code, stderr)
@@ -67,7 +67,7 @@ func TestHeadlessLoginThroughBinary(t *testing.T) {
 		t.Fatalf("get after headless login: exit %d %s", r.code, r.stdout)
 	}
 	// Denied at the issuer: login fails with the reason and stores nothing.
-	w2 := newWorld(t, emulator.Options{DeviceInterval: 100 * time.Millisecond})
+	w2 := newWorld(t, emulator.Options{DeviceInterval: 100 * time.Millisecond, DeviceFlow: true})
 	code, stderr = w2.headless(t, w2.emu.DenyDevice)
 	if code != 1 || !strings.Contains(stderr, "denied") {
 		t.Fatalf("denied login: exit %d\n%s", code, stderr)

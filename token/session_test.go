@@ -57,7 +57,7 @@ type sessEnv struct {
 // the emulator's by off.
 func newSessEnv(t testing.TB, off time.Duration) *sessEnv {
 	t.Helper()
-	e, err := emulator.Start(emulator.Options{DeviceInterval: 100 * time.Millisecond})
+	e, err := emulator.Start(emulator.Options{DeviceInterval: 100 * time.Millisecond, DeviceFlow: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,7 +12,11 @@ import (
 	"strings"
 	"time"
 
+	iamv1 "chainguard.dev/sdk/proto/platform/iam/v1"
 	jose "github.com/go-jose/go-jose/v4"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 var orgIDRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
@@ -20,34 +25,66 @@ var orgIDRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
 // an hour of slack for clock differences.
 const maxPullTokenTTL = 8760*time.Hour + time.Hour
 
-func (e *Emulator) apiHandler() http.Handler {
+// apiCounters name the platform API's RPCs in Count, whichever way they arrive.
+var apiCounters = map[string]string{
+	iamv1.Roles_List_FullMethodName:          "api/roles",
+	iamv1.Identities_Create_FullMethodName:   "api/identities.create",
+	iamv1.Identities_List_FullMethodName:     "api/identities.list",
+	iamv1.Identities_Delete_FullMethodName:   "api/identities.delete",
+	iamv1.RoleBindings_Create_FullMethodName: "api/rolebindings.create",
+	iamv1.Groups_List_FullMethodName:         "api/groups",
+}
+
+// apiHandler serves the platform API's IAM services (identities, role bindings, roles,
+// groups) through the SDK's generated gateway and as gRPC.
+func (e *Emulator) apiHandler() (http.Handler, *grpc.Server, error) {
+	ids, rbs, roles, groups := &identitiesServer{e: e}, &roleBindingsServer{e: e}, &rolesServer{e: e}, &groupsServer{e: e}
+	gw := newGateway()
+	ctx := context.Background()
+	for name, reg := range map[string]func() error{
+		"Identities":   func() error { return iamv1.RegisterIdentitiesHandlerServer(ctx, gw, ids) },
+		"RoleBindings": func() error { return iamv1.RegisterRoleBindingsHandlerServer(ctx, gw, rbs) },
+		"Roles":        func() error { return iamv1.RegisterRolesHandlerServer(ctx, gw, roles) },
+		"Groups":       func() error { return iamv1.RegisterGroupsHandlerServer(ctx, gw, groups) },
+	} {
+		if err := reg(); err != nil {
+			return nil, nil, fmt.Errorf("%s gateway: %w", name, err)
+		}
+	}
+	g := e.grpcServer(apiCounters, "api/other", false)
+	iamv1.RegisterIdentitiesServer(g, ids)
+	iamv1.RegisterRoleBindingsServer(g, rbs)
+	iamv1.RegisterRolesServer(g, roles)
+	iamv1.RegisterGroupsServer(g, groups)
+
 	mux := http.NewServeMux()
-	route := func(pattern, counter string, h func(w http.ResponseWriter, r *http.Request, caller string)) {
+	route := func(pattern, counter string) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			e.hit(counter)
 			if s := e.faults().APIStatus; s != 0 {
 				writeStatusFault(w, s)
 				return
 			}
-			c, rerr := e.verifyChainguard(bearer(r), e.apiURL)
-			if rerr != nil {
-				writeRPC(w, rerr)
-				return
-			}
-			h(w, r, c.Sub)
+			gw.ServeHTTP(w, r)
 		})
 	}
-	route("GET /iam/v1/roles", "api/roles", e.handleRoles)
-	route("POST /iam/v1/identities/{parent}", "api/identities.create", e.handleCreateIdentity)
-	route("GET /iam/v1/identities", "api/identities.list", e.handleListIdentities)
-	route("DELETE /iam/v1/identities/{id...}", "api/identities.delete", e.handleDeleteIdentity)
-	route("POST /iam/v1/rolebindings/{parent}", "api/rolebindings.create", e.handleCreateRoleBinding)
-	route("GET /iam/v1/groups", "api/groups", e.handleGroups)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		e.hit("api/other")
-		writeRPC(w, rpcErr(codeNotFound, "Not Found"))
-	})
-	return mux
+	route("GET /iam/v1/roles", "api/roles")
+	route("POST /iam/v1/identities/{parent...}", "api/identities.create")
+	route("GET /iam/v1/identities", "api/identities.list")
+	route("DELETE /iam/v1/identities/{id...}", "api/identities.delete")
+	route("POST /iam/v1/rolebindings/{parent...}", "api/rolebindings.create")
+	route("GET /iam/v1/groups", "api/groups")
+	route("/", "api/other") // the gateway answers: another RPC, a wrong method, or its 404
+	return splitGRPC(g, mux), g, nil
+}
+
+// apiCaller is the subject of the RPC's bearer token, a Chainguard token for the API.
+func (e *Emulator) apiCaller(ctx context.Context) (string, error) {
+	c, rerr := e.verifyChainguard(bearerMD(ctx), e.apiURL)
+	if rerr != nil {
+		return "", rerr
+	}
+	return c.Sub, nil
 }
 
 // memberLocked reports whether caller may act in org id.
@@ -60,154 +97,151 @@ func (e *Emulator) memberLocked(caller, org string) bool {
 	return false
 }
 
-func (e *Emulator) handleRoles(w http.ResponseWriter, r *http.Request, _ string) {
-	want := r.URL.Query().Get("name")
-	items := []map[string]any{}
-	e.mu.Lock()
-	for _, ro := range e.roles {
-		if want == "" || ro.Name == want {
-			items = append(items, map[string]any{"id": ro.ID, "name": ro.Name, "description": ro.Description, "capabilities": ro.Capabilities})
-		}
-	}
-	e.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+func denied(org string) error {
+	return rpcErr(codePermissionDenied, fmt.Sprintf("caller does not have the required capabilities at %q", org))
 }
 
-func (e *Emulator) handleGroups(w http.ResponseWriter, r *http.Request, caller string) {
-	items := []map[string]string{}
+func badArg(format string, a ...any) error {
+	return rpcErr(codeInvalidArgument, fmt.Sprintf(format, a...))
+}
+
+func (r role) proto() *iamv1.Role {
+	return &iamv1.Role{Id: r.ID, Name: r.Name, Description: r.Description, Capabilities: append([]string(nil), r.Capabilities...)}
+}
+
+// --- roles ---
+
+type rolesServer struct {
+	iamv1.UnimplementedRolesServer
+	e *Emulator
+}
+
+func (s *rolesServer) List(ctx context.Context, f *iamv1.RoleFilter) (*iamv1.RoleList, error) {
+	e := s.e
+	e.record(ctx, iamv1.Roles_List_FullMethodName, f)
+	if _, err := e.apiCaller(ctx); err != nil {
+		return nil, err
+	}
+	out := &iamv1.RoleList{}
 	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, r := range e.roles {
+		if (f.GetName() == "" || r.Name == f.GetName()) && (f.GetId() == "" || r.ID == f.GetId()) {
+			out.Items = append(out.Items, r.proto())
+		}
+	}
+	return out, nil
+}
+
+// --- groups (organizations) ---
+
+type groupsServer struct {
+	iamv1.UnimplementedGroupsServer
+	e *Emulator
+}
+
+// List answers the orgs the caller may act in.
+func (s *groupsServer) List(ctx context.Context, f *iamv1.GroupFilter) (*iamv1.GroupList, error) {
+	e := s.e
+	e.record(ctx, iamv1.Groups_List_FullMethodName, f)
+	caller, err := e.apiCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := &iamv1.GroupList{}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	for _, o := range e.callerOrgsLocked(caller) {
-		items = append(items, map[string]string{"id": o.ID, "name": o.Name})
-	}
-	e.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"items": items})
-}
-
-func identityJSON(i *identity) map[string]any {
-	out := map[string]any{"id": i.ID, "name": i.Name, "description": i.Description}
-	if i.Static != nil {
-		out["static"] = map[string]any{
-			"issuer": i.Static.Issuer, "subject": i.Static.Subject, "issuerKeys": i.Static.IssuerKeys,
-			"expiration": i.Static.Expiration.UTC().Format(time.RFC3339),
+		if (f.GetId() == "" || o.ID == f.GetId()) && (f.GetName() == "" || o.Name == f.GetName()) {
+			out.Items = append(out.Items, &iamv1.Group{Id: o.ID, Name: o.Name, Verified: e.orgs[o.ID].idp != ""})
 		}
 	}
-	if i.Claim != nil {
-		out["claimMatch"] = map[string]any{"issuer": i.Claim.Issuer, "subject": i.Claim.Subject, "audience": i.Claim.Audience}
+	return out, nil
+}
+
+// --- identities ---
+
+type identitiesServer struct {
+	iamv1.UnimplementedIdentitiesServer
+	e *Emulator
+}
+
+func (i *identity) proto() *iamv1.Identity {
+	out := &iamv1.Identity{Id: i.ID, Name: i.Name, Description: i.Description}
+	if !i.Created.IsZero() {
+		out.CreatedAt, out.UpdatedAt = timestamppb.New(i.Created), timestamppb.New(i.Created)
+	}
+	switch {
+	case i.Static != nil:
+		out.Relationship = &iamv1.Identity_Static{Static: &iamv1.Identity_StaticKeys{
+			Issuer: i.Static.Issuer, Subject: i.Static.Subject, IssuerKeys: i.Static.IssuerKeys,
+			Expiration: timestamppb.New(i.Static.Expiration), Audiences: i.Static.Audiences,
+		}}
+	case i.Claim != nil:
+		out.Relationship = &iamv1.Identity_ClaimMatch_{ClaimMatch: &iamv1.Identity_ClaimMatch{
+			Iss: &iamv1.Identity_ClaimMatch_Issuer{Issuer: i.Claim.Issuer},
+			Sub: &iamv1.Identity_ClaimMatch_Subject{Subject: i.Claim.Subject},
+			Aud: &iamv1.Identity_ClaimMatch_Audience{Audience: i.Claim.Audience},
+		}}
 	}
 	return out
 }
 
-// pick returns the value of the first present key (proto JSON accepts the
-// lowerCamel and the original snake_case name).
-func pick(m map[string]json.RawMessage, keys ...string) (json.RawMessage, bool) {
-	for _, k := range keys {
-		if v, ok := m[k]; ok {
-			return v, true
-		}
+func (s *identitiesServer) Create(ctx context.Context, req *iamv1.CreateIdentityRequest) (*iamv1.Identity, error) {
+	e := s.e
+	e.record(ctx, iamv1.Identities_Create_FullMethodName, req)
+	caller, err := e.apiCaller(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return nil, false
-}
-
-func str(m map[string]json.RawMessage, keys ...string) (string, error) {
-	v, ok := pick(m, keys...)
-	if !ok || string(v) == "null" {
-		return "", nil
-	}
-	var s string
-	if err := json.Unmarshal(v, &s); err != nil {
-		return "", fmt.Errorf("%s must be a string", keys[0])
-	}
-	return s, nil
-}
-
-func onlyKeys(m map[string]json.RawMessage, where string, allowed ...string) error {
-	for k := range m {
-		ok := false
-		for _, a := range allowed {
-			if k == a {
-				ok = true
-			}
-		}
-		if !ok {
-			return fmt.Errorf("unknown field %q in %s", k, where)
-		}
-	}
-	return nil
-}
-
-func (e *Emulator) handleCreateIdentity(w http.ResponseWriter, r *http.Request, caller string) {
-	parent := r.PathValue("parent")
+	parent := req.GetParentId()
 	if !orgIDRE.MatchString(parent) {
-		writeRPC(w, rpcErr(codeInvalidArgument, fmt.Sprintf("invalid parent %q", parent)))
-		return
+		return nil, badArg("invalid parent %q", parent)
 	}
 	e.mu.Lock()
 	ok := e.memberLocked(caller, parent)
 	e.mu.Unlock()
 	if !ok {
-		writeRPC(w, rpcErr(codePermissionDenied, fmt.Sprintf("caller does not have the required capabilities at %q", parent)))
-		return
+		return nil, denied(parent)
 	}
-	id, rerr := e.parseIdentity(r)
-	if rerr != nil {
-		writeRPC(w, rerr)
-		return
+	id, err := e.newIdentity(req.GetIdentity())
+	if err != nil {
+		return nil, err
 	}
 	id.Parent = parent
 	id.ID = parent + "/" + randHex(8)
 	id.Roles = map[string]bool{}
+	id.Created = e.now().UTC().Truncate(time.Second)
 	e.mu.Lock()
 	e.identities[id.ID] = id
 	e.mu.Unlock()
-	writeJSON(w, http.StatusOK, identityJSON(id))
+	return id.proto(), nil
 }
 
-func (e *Emulator) parseIdentity(r *http.Request) (*identity, *rpcError) {
-	bad := func(format string, a ...any) (*identity, *rpcError) {
-		return nil, rpcErr(codeInvalidArgument, fmt.Sprintf(format, a...))
+// newIdentity checks an Identity to create; the emulator knows claim-match and static-key
+// identities with exact issuer, subject and audience.
+func (e *Emulator) newIdentity(in *iamv1.Identity) (*identity, error) {
+	if in == nil {
+		return nil, badArg("identity is required")
 	}
-	var top map[string]json.RawMessage
-	dec := json.NewDecoder(r.Body)
-	if err := dec.Decode(&top); err != nil || top == nil {
-		return bad("request body must be a JSON Identity")
+	if in.GetId() != "" {
+		return nil, badArg("id must be empty on create")
 	}
-	if err := onlyKeys(top, "Identity", "id", "uidp", "name", "description", "static", "claimMatch", "claim_match",
-		"serviceAccount", "service_account", "createTime", "create_time", "updateTime", "update_time"); err != nil {
-		return bad("%v", err)
-	}
-	id := &identity{}
-	var err error
-	if s, _ := str(top, "id"); s != "" {
-		return bad("id must be empty on create")
-	}
-	if id.Name, err = str(top, "name"); err != nil {
-		return bad("%v", err)
-	}
+	id := &identity{Name: in.GetName(), Description: in.GetDescription()}
 	if strings.TrimSpace(id.Name) == "" {
-		return bad("name is required")
+		return nil, badArg("name is required")
 	}
-	if id.Description, err = str(top, "description"); err != nil {
-		return bad("%v", err)
-	}
-	staticRaw, hasStatic := pick(top, "static")
-	claimRaw, hasClaim := pick(top, "claimMatch", "claim_match")
-	if hasStatic == hasClaim {
-		return bad("exactly one of static or claimMatch is required")
-	}
-	if hasClaim {
-		var cm map[string]json.RawMessage
-		if err := json.Unmarshal(claimRaw, &cm); err != nil || cm == nil {
-			return bad("claimMatch must be an object")
+	switch r := in.GetRelationship().(type) {
+	case nil:
+		return nil, badArg("exactly one of static or claim_match is required")
+	case *iamv1.Identity_ClaimMatch_:
+		cm := r.ClaimMatch
+		if cm.GetIssuerPattern() != "" || cm.GetSubjectPattern() != "" || cm.GetAudiencePattern() != "" || len(cm.GetClaims()) > 0 || len(cm.GetClaimPatterns()) > 0 {
+			return nil, rpcErr(codeUnimplemented, "the emulator matches exact issuer, subject and audience only")
 		}
-		if err := onlyKeys(cm, "claimMatch", "issuer", "subject", "audience"); err != nil {
-			return bad("%v", err)
-		}
-		c := &claimMatch{}
-		c.Issuer, _ = str(cm, "issuer")
-		c.Subject, _ = str(cm, "subject")
-		c.Audience, _ = str(cm, "audience")
+		c := &claimMatch{Issuer: cm.GetIssuer(), Subject: cm.GetSubject(), Audience: cm.GetAudience()}
 		if c.Issuer == "" || c.Subject == "" {
-			return bad("claimMatch.issuer and claimMatch.subject are required")
+			return nil, badArg("claim_match.issuer and claim_match.subject are required")
 		}
 		if c.Audience == "" {
 			u, _ := url.Parse(e.issuerURL)
@@ -215,65 +249,66 @@ func (e *Emulator) parseIdentity(r *http.Request) (*identity, *rpcError) {
 		}
 		id.Claim = c
 		return id, nil
+	case *iamv1.Identity_Static:
+		st, err := e.newStatic(r.Static)
+		if err != nil {
+			return nil, err
+		}
+		id.Static = st
+		return id, nil
+	default:
+		return nil, rpcErr(codeUnimplemented, fmt.Sprintf("identity relationship %T is not emulated", r))
 	}
-	var sm map[string]json.RawMessage
-	if err := json.Unmarshal(staticRaw, &sm); err != nil || sm == nil {
-		return bad("static must be an object")
-	}
-	if err := onlyKeys(sm, "static", "issuer", "subject", "issuerKeys", "issuer_keys", "expiration"); err != nil {
-		return bad("%v", err)
-	}
-	st := &staticIdentity{}
-	st.Issuer, _ = str(sm, "issuer")
-	st.Subject, _ = str(sm, "subject")
-	st.IssuerKeys, err = str(sm, "issuerKeys", "issuer_keys")
-	if err != nil {
-		return bad("static.issuerKeys must be a string holding a JWKS")
-	}
-	exp, _ := str(sm, "expiration")
+}
+
+func (e *Emulator) newStatic(in *iamv1.Identity_StaticKeys) (*staticIdentity, error) {
+	st := &staticIdentity{Issuer: in.GetIssuer(), Subject: in.GetSubject(), IssuerKeys: in.GetIssuerKeys(), Audiences: in.GetAudiences()}
 	if u, err := url.Parse(st.Issuer); err != nil || u.Scheme != "https" || u.Host == "" {
-		return bad("static.issuer must be an https URL")
+		return nil, badArg("static.issuer must be an https URL")
 	}
 	if st.Subject == "" {
-		return bad("static.subject is required")
+		return nil, badArg("static.subject is required")
 	}
 	if err := json.NewDecoder(bytes.NewReader([]byte(st.IssuerKeys))).Decode(&st.keys); err != nil || len(st.keys.Keys) == 0 {
-		return bad("static.issuerKeys must be a JWKS with at least one key")
+		return nil, badArg("static.issuer_keys must be a JWKS with at least one key")
 	}
 	for _, k := range st.keys.Keys {
 		if !k.Valid() || !k.IsPublic() {
-			return bad("static.issuerKeys must hold public keys only")
+			return nil, badArg("static.issuer_keys must hold public keys only")
 		}
 		if k.Algorithm != "" && k.Algorithm != string(jose.RS256) {
-			return bad("static.issuerKeys: unsupported algorithm %q", k.Algorithm)
+			return nil, badArg("static.issuer_keys: unsupported algorithm %q", k.Algorithm)
 		}
 	}
-	t, err := time.Parse(time.RFC3339, exp)
-	if err != nil {
-		return bad("static.expiration must be an RFC 3339 time")
+	if in.GetExpiration() == nil {
+		return nil, badArg("static.expiration is required")
 	}
+	t := in.GetExpiration().AsTime()
 	now := e.now()
 	if !t.After(now) {
-		return bad("static.expiration must be in the future")
+		return nil, badArg("static.expiration must be in the future")
 	}
 	if t.Sub(now) > maxPullTokenTTL {
-		return bad("static.expiration must be within 8760h")
+		return nil, badArg("static.expiration must be within 8760h")
 	}
 	st.Expiration = t
-	id.Static = st
-	return id, nil
+	return st, nil
 }
 
-func (e *Emulator) handleListIdentities(w http.ResponseWriter, r *http.Request, caller string) {
-	q := r.URL.Query()
-	org := q.Get("uidp.childrenOf")
-	if org == "" {
-		org = q.Get("uidp.descendantsOf")
+func (s *identitiesServer) List(ctx context.Context, f *iamv1.IdentityFilter) (*iamv1.IdentityList, error) {
+	e := s.e
+	e.record(ctx, iamv1.Identities_List_FullMethodName, f)
+	caller, err := e.apiCaller(ctx)
+	if err != nil {
+		return nil, err
 	}
-	one := q.Get("id")
+	org := f.GetUidp().GetChildrenOf()
+	if org == "" {
+		org = f.GetUidp().GetDescendantsOf()
+	}
+	one := f.GetId()
 	if org == "" && one == "" {
-		writeRPC(w, rpcErr(codeInvalidArgument, "uidp.childrenOf or id is required"))
-		return
+		return nil, badArg("uidp.children_of or id is required")
 	}
 	if one != "" {
 		org, _, _ = strings.Cut(one, "/")
@@ -281,8 +316,7 @@ func (e *Emulator) handleListIdentities(w http.ResponseWriter, r *http.Request, 
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if !e.memberLocked(caller, org) {
-		writeRPC(w, rpcErr(codePermissionDenied, fmt.Sprintf("caller does not have the required capabilities at %q", org)))
-		return
+		return nil, denied(org)
 	}
 	var ids []string
 	for id, i := range e.identities {
@@ -291,78 +325,80 @@ func (e *Emulator) handleListIdentities(w http.ResponseWriter, r *http.Request, 
 		}
 	}
 	sort.Strings(ids)
-	items := []map[string]any{}
+	out := &iamv1.IdentityList{}
 	for _, id := range ids {
-		items = append(items, identityJSON(e.identities[id]))
+		out.Items = append(out.Items, e.identities[id].proto())
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+	return out, nil
 }
 
-func (e *Emulator) handleDeleteIdentity(w http.ResponseWriter, r *http.Request, caller string) {
-	id := r.PathValue("id")
+func (s *identitiesServer) Delete(ctx context.Context, req *iamv1.DeleteIdentityRequest) (*emptypb.Empty, error) {
+	e := s.e
+	e.record(ctx, iamv1.Identities_Delete_FullMethodName, req)
+	caller, err := e.apiCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id := req.GetId()
 	if !identityIDRE.MatchString(id) {
-		writeRPC(w, rpcErr(codeInvalidArgument, fmt.Sprintf("invalid identity id %q", id)))
-		return
+		return nil, badArg("invalid identity id %q", id)
 	}
 	parent, _, _ := strings.Cut(id, "/")
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if !e.memberLocked(caller, parent) {
-		writeRPC(w, rpcErr(codePermissionDenied, fmt.Sprintf("caller does not have the required capabilities at %q", parent)))
-		return
+		return nil, denied(parent)
 	}
 	if _, ok := e.identities[id]; !ok {
-		writeRPC(w, rpcErr(codeNotFound, "identity not found"))
-		return
+		return nil, rpcErr(codeNotFound, "identity not found")
 	}
 	delete(e.identities, id)
-	writeJSON(w, http.StatusOK, map[string]any{})
+	return &emptypb.Empty{}, nil
 }
 
-func (e *Emulator) handleCreateRoleBinding(w http.ResponseWriter, r *http.Request, caller string) {
-	parent := r.PathValue("parent")
+// --- role bindings ---
+
+type roleBindingsServer struct {
+	iamv1.UnimplementedRoleBindingsServer
+	e *Emulator
+}
+
+func (s *roleBindingsServer) Create(ctx context.Context, req *iamv1.CreateRoleBindingRequest) (*iamv1.RoleBinding, error) {
+	e := s.e
+	e.record(ctx, iamv1.RoleBindings_Create_FullMethodName, req)
+	caller, err := e.apiCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	parent := req.GetParent()
 	if !orgIDRE.MatchString(parent) {
-		writeRPC(w, rpcErr(codeInvalidArgument, fmt.Sprintf("invalid parent %q", parent)))
-		return
+		return nil, badArg("invalid parent %q", parent)
 	}
-	var body map[string]json.RawMessage
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body == nil {
-		writeRPC(w, rpcErr(codeInvalidArgument, "request body must be a JSON RoleBinding"))
-		return
+	rb := req.GetRoleBinding()
+	if rb == nil {
+		return nil, badArg("role_binding is required")
 	}
-	if err := onlyKeys(body, "RoleBinding", "id", "identity", "role", "group"); err != nil {
-		writeRPC(w, rpcErr(codeInvalidArgument, err.Error()))
-		return
-	}
-	idID, _ := str(body, "identity")
-	roleID, _ := str(body, "role")
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if !e.memberLocked(caller, parent) {
-		writeRPC(w, rpcErr(codePermissionDenied, fmt.Sprintf("caller does not have the required capabilities at %q", parent)))
-		return
+		return nil, denied(parent)
 	}
-	id, ok := e.identities[idID]
+	id, ok := e.identities[rb.GetIdentity()]
 	if !ok {
-		writeRPC(w, rpcErr(codeNotFound, "identity not found"))
-		return
+		return nil, rpcErr(codeNotFound, "identity not found")
 	}
 	if id.Parent != parent {
-		writeRPC(w, rpcErr(codeInvalidArgument, fmt.Sprintf("identity %q is not in group %q", idID, parent)))
-		return
+		return nil, badArg("identity %q is not in group %q", rb.GetIdentity(), parent)
 	}
 	found := false
 	for _, ro := range e.roles {
-		if ro.ID == roleID {
-			found = true
-		}
+		found = found || ro.ID == rb.GetRole()
 	}
 	if !found {
-		writeRPC(w, rpcErr(codeNotFound, "role not found"))
-		return
+		return nil, rpcErr(codeNotFound, "role not found")
 	}
-	id.Roles[roleID] = true
+	id.Roles[rb.GetRole()] = true
 	bid := parent + "/" + randHex(8)
 	id.Bindings = append(id.Bindings, bid)
-	writeJSON(w, http.StatusOK, map[string]string{"id": bid, "identity": idID, "group": parent, "role": roleID})
+	return &iamv1.RoleBinding{Id: bid, Identity: rb.GetIdentity(), Group: parent, Role: rb.GetRole()}, nil
 }

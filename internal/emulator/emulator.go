@@ -19,6 +19,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/google/go-containerregistry/pkg/registry"
+	"google.golang.org/grpc"
 )
 
 // Audience is the registry audience (and token-auth service) the emulator
@@ -34,7 +35,11 @@ type Options struct {
 	RefreshTTL       time.Duration // refresh tokens; default 30 days
 	RegistryTokenTTL time.Duration // registry bearer tokens; default 5m
 	DeviceInterval   time.Duration // device flow poll interval; default 1s
-	Clock            *Clock        // nil: a new Clock at time.Now()
+	// DeviceFlow serves an RFC 8628 device flow (/oauth/device/code, /oauth/token, /activate)
+	// and names it in discovery. Off by default, as on the real issuer, whose discovery names
+	// no device endpoint (PROTOCOL.md 4.2).
+	DeviceFlow bool
+	Clock      *Clock // nil: a new Clock at time.Now()
 }
 
 // Org is an organization (a root identity).
@@ -57,6 +62,7 @@ type Fault struct {
 type orgState struct {
 	Org
 	entitled bool
+	idp      string // id (a UIDP) of the org's own identity provider; "" when it has none
 }
 
 type userState struct {
@@ -70,11 +76,13 @@ type identity struct {
 	Claim                         *claimMatch
 	Roles                         map[string]bool // role ids bound
 	Bindings                      []string
+	Created                       time.Time
 }
 
 type staticIdentity struct {
 	Issuer, Subject, IssuerKeys string
 	Expiration                  time.Time
+	Audiences                   []string // audiences a token may carry; empty: the issuer URL
 	keys                        jose.JSONWebKeySet
 }
 
@@ -113,6 +121,7 @@ type Emulator struct {
 
 	registryURL, issuerURL, apiURL string
 	servers                        []*http.Server
+	grpcs                          []*grpc.Server
 	ggcr                           http.Handler
 	closing                        chan struct{}
 	closeOnce                      sync.Once
@@ -123,6 +132,7 @@ type Emulator struct {
 	refreshTTL     time.Duration
 	registryTTL    time.Duration
 	deviceInterval time.Duration
+	deviceFlow     bool
 	orgs           map[string]*orgState // by id
 	orgByName      map[string]string    // name → id
 	users          map[string]*userState
@@ -131,14 +141,17 @@ type Emulator struct {
 	browserUser    string
 	identities     map[string]*identity
 	roles          []role
-	devices        map[string]*deviceState // by device code
-	userCodes      map[string]string       // user code → device code
+	devices        map[string]*deviceState   // by device code
+	userCodes      map[string]string         // user code → device code
+	headless       map[string]*headlessState // by headless code
+	oauthVisits    []url.Values
 	refresh        map[string]*refreshState
 	repos          map[string]bool
 	counts         map[string]int
 	fault          Fault
 	held           map[net.Conn]bool
 	onRefresh      func()
+	calls          recorder
 }
 
 // OnRefresh sets f to run at the worst moment of every refresh: after the issuer has spent the
@@ -159,12 +172,14 @@ func Start(opts Options) (*Emulator, error) {
 		refreshTTL:     orDefault(opts.RefreshTTL, 30*24*time.Hour),
 		registryTTL:    orDefault(opts.RegistryTokenTTL, 5*time.Minute),
 		deviceInterval: orDefault(opts.DeviceInterval, time.Second),
+		deviceFlow:     opts.DeviceFlow,
 		orgs:           map[string]*orgState{},
 		orgByName:      map[string]string{},
 		users:          map[string]*userState{},
 		identities:     map[string]*identity{},
 		devices:        map[string]*deviceState{},
 		userCodes:      map[string]string{},
+		headless:       map[string]*headlessState{},
 		refresh:        map[string]*refreshState{},
 		repos:          map[string]bool{},
 		counts:         map[string]int{},
@@ -187,13 +202,27 @@ func Start(opts Options) (*Emulator, error) {
 	}
 	e.ggcr = registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 
+	issuer, ig, err := e.issuerHandler()
+	if err != nil {
+		return nil, err
+	}
+	api, ag, err := e.apiHandler()
+	if err != nil {
+		return nil, err
+	}
+	e.grpcs = []*grpc.Server{ig, ag}
+	// Plain HTTP/1.1 and HTTP/2 without TLS (h2c, prior knowledge) on the same port: the
+	// helper speaks REST over HTTP/1.1, the SDK's gRPC clients speak HTTP/2 to http:// URLs.
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
 	handlers := []struct {
 		url *string
 		h   http.Handler
 	}{
 		{&e.registryURL, e.registryHandler()},
-		{&e.issuerURL, e.issuerHandler()},
-		{&e.apiURL, e.apiHandler()},
+		{&e.issuerURL, issuer},
+		{&e.apiURL, api},
 	}
 	for _, hh := range handlers {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -202,7 +231,7 @@ func Start(opts Options) (*Emulator, error) {
 			return nil, fmt.Errorf("listen: %w", err)
 		}
 		*hh.url = "http://" + ln.Addr().String()
-		srv := &http.Server{Handler: e.dated(hh.h), ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
+		srv := &http.Server{Handler: e.dated(hh.h), ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(io.Discard, "", 0), Protocols: &protocols}
 		e.servers = append(e.servers, srv)
 		e.wg.Add(1)
 		go func() {
@@ -249,6 +278,9 @@ func (e *Emulator) Close() {
 			if err := s.Shutdown(ctx); err != nil {
 				_ = s.Close()
 			}
+		}
+		for _, g := range e.grpcs {
+			g.Stop()
 		}
 		e.wg.Wait()
 	})
@@ -452,10 +484,13 @@ func (e *Emulator) dated(h http.Handler) http.Handler {
 
 // blackHole holds the connection open, answering nothing, until the client
 // hangs up or the emulator closes.
-func (e *Emulator) blackHole(w http.ResponseWriter) {
+func (e *Emulator) blackHole(ctx context.Context, w http.ResponseWriter) {
 	hj, ok := w.(http.Hijacker)
-	if !ok {
-		<-e.closing
+	if !ok { // HTTP/2: hold the stream instead
+		select {
+		case <-ctx.Done():
+		case <-e.closing:
+		}
 		return
 	}
 	conn, _, err := hj.Hijack()

@@ -1,27 +1,58 @@
 package emulator
 
 import (
-	"crypto/rand"
+	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"html"
-	"math"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"chainguard.dev/sdk/auth/headless"
+	authv1 "chainguard.dev/sdk/proto/platform/auth/v1"
+	oidcv1 "chainguard.dev/sdk/proto/platform/oidc/v1"
+	"chainguard.dev/sdk/uidp"
+	"google.golang.org/grpc"
 )
 
-func (e *Emulator) issuerHandler() http.Handler {
+// browserClientID is the one client id the issuer knows the CLI tools' browser logins by.
+const browserClientID = "auth0"
+
+// issuerCounters name the issuer's RPCs in Count, whichever way they arrive.
+var issuerCounters = map[string]string{
+	oidcv1.SecurityTokenService_Exchange_FullMethodName:             "sts/exchange",
+	oidcv1.SecurityTokenService_ExchangeRefreshToken_FullMethodName: "sts/exchange_refresh_token",
+	authv1.Auth_Validate_FullMethodName:                             "auth/ok",
+	authv1.Auth_GetHeadlessSession_FullMethodName:                   "sts/headless_sessions",
+}
+
+// issuerHandler serves the issuer: its own pages (login, discovery, keys, /orgcheck, the
+// opt-in device flow) and the STS and Auth services, through the SDK's generated gateway
+// and as gRPC.
+func (e *Emulator) issuerHandler() (http.Handler, *grpc.Server, error) {
+	sts, au := &stsServer{e: e}, &authServer{e: e}
+	gw := newGateway()
+	ctx := context.Background()
+	if err := oidcv1.RegisterSecurityTokenServiceHandlerServer(ctx, gw, sts); err != nil {
+		return nil, nil, fmt.Errorf("STS gateway: %w", err)
+	}
+	if err := authv1.RegisterAuthHandlerServer(ctx, gw, au); err != nil {
+		return nil, nil, fmt.Errorf("Auth gateway: %w", err)
+	}
+	g := e.grpcServer(issuerCounters, "issuer/other", true)
+	oidcv1.RegisterSecurityTokenServiceServer(g, sts)
+	authv1.RegisterAuthServer(g, au)
+
 	mux := http.NewServeMux()
 	route := func(pattern, counter string, h http.HandlerFunc) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			e.hit(counter)
 			f := e.faults()
 			if f.IssuerDown {
-				e.blackHole(w)
+				e.blackHole(r.Context(), w)
 				return
 			}
 			if err := e.wait(r.Context(), f.IssuerDelay); err != nil {
@@ -35,19 +66,22 @@ func (e *Emulator) issuerHandler() http.Handler {
 		})
 	}
 	route("GET /oauth", "oauth", e.handleOAuth)
-	route("GET /activate", "activate", e.handleActivate)
+	route("GET /orgcheck", "orgcheck", e.handleOrgCheck)
 	route("GET /.well-known/openid-configuration", "discovery", e.handleDiscovery)
 	route("GET /.well-known/jwks.json", "jwks", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, e.issuerKey.jwks())
 	})
-	route("POST /oauth/device/code", "device/code", e.handleDeviceCode)
-	route("POST /oauth/token", "device/token", e.handleDeviceToken)
-	route("/sts/exchange", "sts/exchange", e.handleExchange)
-	route("/sts/exchange_refresh_token", "sts/exchange_refresh_token", e.handleRefresh)
-	route("GET /auth/v1/ok", "auth/ok", e.handleWhoAmI)
-	route("/", "issuer/other", func(w http.ResponseWriter, r *http.Request) {
-		writeRPC(w, rpcErr(codeNotFound, "Not Found"))
-	})
+	if e.deviceFlow {
+		route("GET /activate", "activate", e.handleActivate)
+		route("POST /oauth/device/code", "device/code", e.handleDeviceCode)
+		route("POST /oauth/token", "device/token", e.handleDeviceToken)
+	}
+	// The gateway's routes, any method: the gateway itself answers a wrong one (501).
+	route("/sts/exchange", "sts/exchange", gw.ServeHTTP)
+	route("/sts/exchange_refresh_token", "sts/exchange_refresh_token", gw.ServeHTTP)
+	route("/sts/headless_sessions", "sts/headless_sessions", gw.ServeHTTP)
+	route("/auth/v1/ok", "auth/ok", gw.ServeHTTP)
+	route("/", "issuer/other", gw.ServeHTTP) // the gateway's own 404 body
 
 	// The external OIDC provider: no faults, it is somebody else's service.
 	mux.HandleFunc("GET /oidc/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
@@ -64,7 +98,7 @@ func (e *Emulator) issuerHandler() http.Handler {
 		e.hit("oidc/jwks")
 		writeJSON(w, http.StatusOK, e.oidcKey.jwks())
 	})
-	return mux
+	return splitGRPC(g, mux), g, nil
 }
 
 // MintOIDCToken mints a token of the external OIDC provider (a workload's
@@ -90,6 +124,7 @@ func (e *Emulator) MintRefreshToken(subject string) string {
 	return rt
 }
 
+// mintToken returns a Chainguard token and its expiry (whole seconds, as its exp claim).
 func (e *Emulator) mintToken(sub string, aud []string) (string, time.Time) {
 	e.mu.Lock()
 	ttl := e.tokenTTL
@@ -99,10 +134,23 @@ func (e *Emulator) mintToken(sub string, aud []string) (string, time.Time) {
 	}
 	e.mu.Unlock()
 	now := e.now()
-	exp := now.Add(ttl)
+	exp := time.Unix(now.Add(ttl).Unix(), 0)
+	c := cgClaims{Iss: e.issuerURL, Sub: sub, Aud: aud, Iat: now.Unix(), Exp: exp.Unix(), Email: email, Jti: randHex(8)}
+	if email != "" {
+		c.EmailVerified = new(true)
+	}
+	return e.issuerKey.sign(c), exp
+}
+
+// mintUpstreamIDToken is the id token the upstream identity provider hands the issuer for a
+// person (the device flow's id_token, the plaintext of a headless session): the STS exchanges
+// it for a Chainguard token and a refresh token.
+func (e *Emulator) mintUpstreamIDToken(u *userState, clientID string, ttl time.Duration) string {
+	now := e.now()
 	return e.issuerKey.sign(cgClaims{
-		Iss: e.issuerURL, Sub: sub, Aud: aud, Iat: now.Unix(), Exp: exp.Unix(), Email: email, Jti: randHex(8),
-	}), exp
+		Iss: e.issuerURL, Sub: u.id, Aud: []string{clientID}, Iat: now.Unix(), Exp: now.Add(ttl).Unix(),
+		Email: u.email, EmailVerified: new(true), Jti: randHex(8),
+	})
 }
 
 type refreshClaims struct {
@@ -118,7 +166,7 @@ func (e *Emulator) mintRefresh(sub string, aud []string) (string, time.Time) {
 	now := e.now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	exp := now.Add(e.refreshTTL)
+	exp := time.Unix(now.Add(e.refreshTTL).Unix(), 0)
 	rt := base64.StdEncoding.EncodeToString(mustJSON(refreshClaims{
 		Iss: e.issuerURL, Sub: sub, Aud: aud, Iat: now.Unix(), Exp: exp.Unix(), Jti: randHex(12),
 	}))
@@ -126,42 +174,208 @@ func (e *Emulator) mintRefresh(sub string, aud []string) (string, time.Time) {
 	return rt, exp
 }
 
-// --- browser login (PROTOCOL §3) ---
+// --- browser login (PROTOCOL §3) and the headless code's page (§4.1) ---
+
+// OAuthVisits returns the query of every /oauth visit so far, oldest first (so a test can
+// see whether client_id or idp_id came on the URL).
+func (e *Emulator) OAuthVisits() []url.Values {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]url.Values, len(e.oauthVisits))
+	for i, q := range e.oauthVisits {
+		out[i] = cloneValues(q)
+	}
+	return out
+}
+
+func cloneValues(q url.Values) url.Values {
+	out := url.Values{}
+	for k, v := range q {
+		out[k] = append([]string(nil), v...)
+	}
+	return out
+}
+
+// single checks that parameter k, when present, appears once with one of the allowed values.
+func single(q url.Values, k string, allowed ...string) error {
+	v, ok := q[k]
+	if !ok {
+		return nil
+	}
+	if len(v) == 1 {
+		for _, a := range allowed {
+			if v[0] == a {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("invalid request: %s must be %q", k, strings.Join(allowed, `" or "`))
+}
+
+// oauthParams checks what both login URLs share: client_id and idp_id are mutually exclusive
+// (SDK auth/login/options.go) and the client id is the CLI's. It returns the org signed in
+// through its own identity provider, if idp_id named one.
+func (e *Emulator) oauthParams(q url.Values, needOne bool) (*orgState, error) {
+	_, hasClient := q["client_id"]
+	_, hasIDP := q["idp_id"]
+	switch {
+	case hasClient && hasIDP:
+		return nil, fmt.Errorf("invalid request: client_id and idp_id are mutually exclusive")
+	case needOne && !hasClient && !hasIDP:
+		return nil, fmt.Errorf("invalid request: one of client_id or idp_id is required")
+	}
+	if err := single(q, "client_id", browserClientID); err != nil {
+		return nil, err
+	}
+	if !hasIDP {
+		return nil, nil
+	}
+	if len(q["idp_id"]) != 1 {
+		return nil, fmt.Errorf("invalid request: idp_id must be given once")
+	}
+	o := e.orgOfIDP(q.Get("idp_id"))
+	if o == nil {
+		return nil, fmt.Errorf("unknown identity provider %q: no such organization with its own identity provider", q.Get("idp_id"))
+	}
+	return o, nil
+}
+
+// orgOfIDP resolves idp_id: an identity provider's id (a UIDP) or, for a verified
+// organization, its name (login.WithOrgName reuses idp_id).
+func (e *Emulator) orgOfIDP(idp string) *orgState {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if uidp.Valid(idp) {
+		for _, o := range e.orgs {
+			if o.idp == idp {
+				return o
+			}
+		}
+		return nil
+	}
+	if id, ok := e.orgByName[idp]; ok && e.orgs[id].idp != "" {
+		return e.orgs[id]
+	}
+	return nil
+}
+
+// browserUser is who the browser is signed in as, through org's identity provider when org
+// is not nil; problem is the callback's error when there is nobody to sign in.
+func (e *Emulator) browserUserFor(org *orgState) (u *userState, problem string, statusCode int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	u, found := e.users[e.browserUser]
+	if !found {
+		return nil, "account not found: the identity is not registered", http.StatusNotFound
+	}
+	if org != nil {
+		member := false
+		for _, oid := range u.orgs {
+			member = member || oid == org.ID
+		}
+		if !member {
+			return nil, fmt.Sprintf("%s is not a member of %s", u.email, org.Name), http.StatusForbidden
+		}
+	}
+	return u, "", 0
+}
 
 func (e *Emulator) handleOAuth(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	e.mu.Lock()
+	e.oauthVisits = append(e.oauthVisits, cloneValues(q))
+	e.mu.Unlock()
+	if _, ok := q["headless_code"]; ok {
+		e.handleHeadlessPage(w, q)
+		return
+	}
 	redirect, err := loopbackRedirect(q.Get("redirect"))
 	if err != nil {
 		http.Error(w, "invalid redirect: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	for k, want := range map[string]string{"audience": Audience, "client_id": "auth0", "create_refresh_token": "true", "exit": "redirect"} {
-		if got := q[k]; len(got) != 1 || got[0] != want {
-			http.Error(w, fmt.Sprintf("invalid request: %s must be %q", k, want), http.StatusBadRequest)
+	if len(q["exit"]) != 1 || q.Get("exit") != "redirect" {
+		http.Error(w, `invalid request: exit must be "redirect"`, http.StatusBadRequest)
+		return
+	}
+	for _, k := range []string{"create_refresh_token", "skip_registration"} {
+		if err := single(q, k, "true"); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 	}
-	if v, ok := q["skip_registration"]; ok && (len(v) != 1 || v[0] != "true") {
-		http.Error(w, "invalid request: skip_registration", http.StatusBadRequest)
+	// login.Login joins its audiences with ","; without one the platform's is meant.
+	aud := []string{e.apiURL}
+	if v, ok := q["audience"]; ok {
+		if len(v) != 1 {
+			http.Error(w, "invalid request: audience must be given once", http.StatusBadRequest)
+			return
+		}
+		aud = strings.Split(v[0], ",")
+		for _, a := range aud {
+			if a != Audience && a != e.apiURL {
+				http.Error(w, fmt.Sprintf("invalid request: audience must be %q or %q", Audience, e.apiURL), http.StatusBadRequest)
+				return
+			}
+		}
+	}
+	org, err := e.oauthParams(q, true)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	cb := redirect.Query()
-	e.mu.Lock()
-	u, found := e.users[e.browserUser]
-	e.mu.Unlock()
-	if !found {
+	if u, problem, code := e.browserUserFor(org); u == nil {
 		cb.Set("token", "")
-		cb.Set("error", "account not found: the identity is not registered")
-		cb.Set("status_code", "404")
+		cb.Set("error", problem)
+		cb.Set("status_code", fmt.Sprint(code))
 	} else {
-		tok, _ := e.mintToken(u.id, []string{Audience})
-		rt, _ := e.mintRefresh(u.id, []string{Audience})
+		tok, _ := e.mintToken(u.id, aud)
 		cb.Set("token", tok)
-		cb.Set("refresh_token", rt)
+		if q.Get("create_refresh_token") == "true" {
+			rt, _ := e.mintRefresh(u.id, aud)
+			cb.Set("refresh_token", rt)
+		}
 		cb.Del("error")
 	}
 	redirect.RawQuery = cb.Encode()
 	http.Redirect(w, r, redirect.String(), http.StatusFound)
+}
+
+// handleHeadlessPage is what a person sees opening <issuer>/oauth?headless_code=<code> on
+// any device: they sign in, and the issuer leaves the encrypted session for the code's
+// holder to fetch (PROTOCOL.md 4.1).
+func (e *Emulator) handleHeadlessPage(w http.ResponseWriter, q url.Values) {
+	page := func(status int, title, msg string) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(status)
+		fmt.Fprintf(w, "<html><head><title>%s</title></head><body><h1>%s</h1><p>%s</p></body></html>\n",
+			html.EscapeString(title), html.EscapeString(title), html.EscapeString(msg))
+	}
+	if len(q["headless_code"]) != 1 {
+		page(http.StatusBadRequest, "Invalid login code", "headless_code must be given once")
+		return
+	}
+	code := q.Get("headless_code")
+	if err := headless.VerifyCode(code); err != nil {
+		page(http.StatusBadRequest, "Invalid login code", err.Error())
+		return
+	}
+	org, err := e.oauthParams(q, false)
+	if err != nil {
+		page(http.StatusBadRequest, "Invalid request", err.Error())
+		return
+	}
+	u, problem, status := e.browserUserFor(org)
+	if u == nil {
+		page(status, "Login failed", problem)
+		return
+	}
+	if err := e.approveHeadless(code, u); err != nil {
+		page(http.StatusGone, "Login failed", err.Error())
+		return
+	}
+	page(http.StatusOK, "Logged in", "You are logged in. Return to your terminal; you may close this window.")
 }
 
 // loopbackRedirect accepts only http://<loopback>:<port>/… callbacks.
@@ -186,386 +400,39 @@ func loopbackRedirect(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// --- discovery and device flow (PROTOCOL §4) ---
+// --- organizations with their own identity provider (PROTOCOL §3) ---
 
-func (e *Emulator) handleDiscovery(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{
-		"issuer":                                e.issuerURL,
-		"authorization_endpoint":                e.issuerURL + "/oauth",
-		"device_authorization_endpoint":         e.issuerURL + "/oauth/device/code",
-		"token_endpoint":                        e.issuerURL + "/oauth/token",
-		"jwks_uri":                              e.issuerURL + "/.well-known/jwks.json",
-		"response_types_supported":              []string{"code", "id_token"},
-		"subject_types_supported":               []string{"public"},
-		"id_token_signing_alg_values_supported": []string{"RS256"},
-		"grant_types_supported":                 []string{"urn:ietf:params:oauth:grant-type:device_code"},
-	})
-}
-
-const deviceExpiry = 900 * time.Second
-
-const userCodeAlphabet = "BCDFGHJKLMNPQRSTVWXZ"
-
-func (e *Emulator) handleDeviceCode(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil || r.PostForm.Get("client_id") == "" {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": "client_id is required (form body)"})
+// handleOrgCheck answers a bare JSON boolean, as the SDK's orgCheck decodes it: whether the
+// organization exists and signs its people in through its own identity provider.
+func (e *Emulator) handleOrgCheck(w http.ResponseWriter, r *http.Request) {
+	name := r.URL.Query().Get("name")
+	if name == "" {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"code": codeInvalidArgument, "message": "name is required", "details": []any{}})
 		return
 	}
-	d := &deviceState{deviceCode: randHex(20), clientID: r.PostForm.Get("client_id"), created: e.now()}
-	b := make([]byte, 8)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	for i := range b {
-		b[i] = userCodeAlphabet[int(b[i])%len(userCodeAlphabet)]
-	}
-	d.userCode = string(b)
 	e.mu.Lock()
-	d.interval = e.deviceInterval
-	e.devices[d.deviceCode] = d
-	e.userCodes[d.userCode] = d.deviceCode
+	id, ok := e.orgByName[name]
+	ok = ok && e.orgs[id].idp != ""
 	e.mu.Unlock()
-	verify := e.issuerURL + "/activate"
-	writeJSON(w, http.StatusOK, map[string]any{
-		"device_code":               d.deviceCode,
-		"user_code":                 d.userCode,
-		"verification_uri":          verify,
-		"verification_uri_complete": verify + "?user_code=" + d.userCode,
-		// RFC 8628: whole seconds; a sub-second DeviceInterval is advertised as 1
-		// and judged (slow_down) against the DeviceInterval itself.
-		"interval":   int64(math.Max(1, math.Ceil(d.interval.Seconds()))),
-		"expires_in": int64(deviceExpiry.Seconds()),
-	})
+	writeJSON(w, http.StatusOK, ok)
 }
 
-func deviceErr(w http.ResponseWriter, code, desc string) {
-	writeJSON(w, http.StatusBadRequest, map[string]string{"error": code, "error_description": desc})
-}
-
-func (e *Emulator) handleDeviceToken(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		deviceErr(w, "invalid_request", "form body required")
-		return
-	}
-	f := r.PostForm
-	if f.Get("grant_type") != "urn:ietf:params:oauth:grant-type:device_code" {
-		deviceErr(w, "unsupported_grant_type", "grant_type must be urn:ietf:params:oauth:grant-type:device_code")
-		return
-	}
-	now := e.now()
-	e.mu.Lock()
-	d, ok := e.devices[f.Get("device_code")]
-	if !ok || d.done {
-		e.mu.Unlock()
-		deviceErr(w, "invalid_grant", "unknown or used device_code")
-		return
-	}
-	if f.Get("client_id") != d.clientID {
-		e.mu.Unlock()
-		deviceErr(w, "invalid_client", "client_id does not match the device code")
-		return
-	}
-	last := d.lastPoll
-	d.lastPoll = now
-	switch {
-	case now.Sub(d.created) >= deviceExpiry:
-		e.mu.Unlock()
-		deviceErr(w, "expired_token", "the device code expired")
-		return
-	case d.denied:
-		d.done = true
-		e.mu.Unlock()
-		deviceErr(w, "access_denied", "the user denied the request")
-		return
-	case !last.IsZero() && now.Sub(last) < d.interval*9/10:
-		// Tolerate 10% of timer jitter; anything faster is polling too fast.
-		d.interval += 5 * time.Second
-		e.mu.Unlock()
-		deviceErr(w, "slow_down", "polling too fast")
-		return
-	case d.approvedBy == "":
-		e.mu.Unlock()
-		deviceErr(w, "authorization_pending", "waiting for the user")
-		return
-	}
-	d.done = true
-	user := e.users[d.approvedBy]
-	ttl := e.tokenTTL
-	e.mu.Unlock()
-	if user == nil {
-		deviceErr(w, "access_denied", "account not found")
-		return
-	}
-	idTok := e.issuerKey.sign(cgClaims{
-		Iss: e.issuerURL, Sub: user.id, Aud: []string{d.clientID}, Iat: now.Unix(), Exp: now.Add(ttl).Unix(), Email: user.email, Jti: randHex(8),
-	})
-	writeJSON(w, http.StatusOK, map[string]any{
-		"id_token": idTok, "token_type": "Bearer", "access_token": randHex(24), "expires_in": int64(ttl.Seconds()), "scope": "openid",
-	})
-}
-
-func (e *Emulator) handleActivate(w http.ResponseWriter, r *http.Request) {
-	code := r.URL.Query().Get("user_code")
-	e.mu.Lock()
-	u, found := e.users[e.browserUser]
-	e.mu.Unlock()
-	if !found {
-		http.Error(w, "account not found", http.StatusNotFound)
-		return
-	}
-	if err := e.approve(code, u.id, false); err != nil {
-		http.Error(w, err.Error(), http.StatusNotFound)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	fmt.Fprintf(w, "<html><body>Device %s approved. You may close this window.</body></html>\n", html.EscapeString(code))
-}
-
-// ApproveDevice approves a pending device code as the browser user.
-func (e *Emulator) ApproveDevice(userCode string) error {
-	e.mu.Lock()
-	u := e.browserUser
-	e.mu.Unlock()
-	return e.approve(userCode, u, false)
-}
-
-// DenyDevice denies a pending device code.
-func (e *Emulator) DenyDevice(userCode string) error { return e.approve(userCode, "", true) }
-
-func (e *Emulator) approve(userCode, userID string, deny bool) error {
+// SetOrgIDP gives org its own identity provider (ok) or takes it away. It returns the
+// identity provider's id (a UIDP under the org, for idp_id), "" when it has none.
+func (e *Emulator) SetOrgIDP(org Org, ok bool) string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	dc, ok := e.userCodes[strings.ToUpper(strings.ReplaceAll(userCode, "-", ""))]
-	if !ok {
-		return fmt.Errorf("unknown user code %q", userCode)
+	o, found := e.orgs[org.ID]
+	if !found {
+		return ""
 	}
-	d := e.devices[dc]
-	if d.done {
-		return fmt.Errorf("user code %q already used", userCode)
-	}
-	if deny {
-		d.denied = true
-		return nil
-	}
-	if _, ok := e.users[userID]; !ok {
-		return fmt.Errorf("account not found")
-	}
-	d.approvedBy = userID
-	return nil
-}
-
-// --- STS (PROTOCOL §5) ---
-
-type stsToken struct {
-	Token        string  `json:"token"`
-	RefreshToken string  `json:"refreshToken"`
-	Expiry       *string `json:"expiry"`
-}
-
-func rfc3339(t time.Time) *string {
-	s := t.UTC().Format(time.RFC3339)
-	return &s
-}
-
-func (e *Emulator) handleExchange(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost && r.Method != http.MethodGet {
-		writeRPC(w, rpcErr(codeUnimplemented, "Method Not Allowed"))
-		return
-	}
-	_ = r.ParseForm() // form body or query; a JSON body is ignored
-	subject := bearer(r)
-	if subject == "" {
-		writeRPC(w, rpcErr(codeUnauthenticated, "missing bearer subject token"))
-		return
-	}
-	aud := r.Form["aud"]
-	if len(aud) == 0 {
-		writeRPC(w, rpcErr(codeInvalidArgument, "aud is required"))
-		return
-	}
-	sub, human, rerr := e.exchange(subject, r.Form.Get("identity"))
-	if rerr != nil {
-		writeRPC(w, rerr)
-		return
-	}
-	tok, exp := e.mintToken(sub, aud)
-	out := stsToken{Token: tok, Expiry: rfc3339(exp)}
-	if human {
-		out.RefreshToken, _ = e.mintRefresh(sub, aud)
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-// exchange verifies a subject token (optionally assuming identityID) and
-// returns the subject of the Chainguard token to mint.
-func (e *Emulator) exchange(subject, identityID string) (sub string, human bool, _ *rpcError) {
-	tok, c, err := parseUnverified(subject)
-	if err != nil {
-		return "", false, rpcErr(codeUnauthenticated, "invalid subject token: "+err.Error())
-	}
-	now := e.now()
-	if identityID == "" {
-		if c.Iss != e.issuerURL {
-			return "", false, rpcErr(codeUnauthenticated, fmt.Sprintf("unable to verify token from issuer %q: no identity to assume", c.Iss))
-		}
-		vc, err := verifyWith(tok, []any{&e.issuerKey.priv.PublicKey}, now)
-		if err != nil {
-			return "", false, rpcErr(codeUnauthenticated, "invalid subject token: "+err.Error())
-		}
-		e.mu.Lock()
-		_, isUser := e.users[vc.Sub]
-		_, isIdentity := e.identities[vc.Sub]
-		e.mu.Unlock()
-		switch {
-		case isUser:
-			return vc.Sub, true, nil
-		case isIdentity:
-			return vc.Sub, false, nil
-		}
-		return "", false, rpcErr(codeNotFound, "identity not found")
-	}
-
-	e.mu.Lock()
-	id, ok := e.identities[identityID]
-	var static *staticIdentity
-	var claim *claimMatch
-	if ok {
-		static, claim = id.Static, id.Claim
-	}
-	e.mu.Unlock()
-	if !ok {
-		return "", false, rpcErr(codeNotFound, "identity not found")
-	}
-	switch {
-	case static != nil:
-		if c.Iss != static.Issuer || c.Sub != static.Subject {
-			return "", false, rpcErr(codePermissionDenied, "token does not match the identity")
-		}
-		if _, err := verifySig(tok, jwksKeys(static.keys)); err != nil {
-			return "", false, rpcErr(codeUnauthenticated, "invalid subject token: "+err.Error())
-		}
-		if !now.Before(static.Expiration) {
-			return "", false, rpcErr(codeInvalidArgument, "this identity's keys have expired")
-		}
-		if !c.hasAud(e.issuerURL) {
-			return "", false, rpcErr(codePermissionDenied, fmt.Sprintf("token audience must contain %q", e.issuerURL))
-		}
-		if c.Exp == nil || !now.Before(c.Exp.Time()) {
-			return "", false, rpcErr(codeUnauthenticated, "subject token expired")
-		}
-		return identityID, false, nil
-	case claim != nil:
-		var keys []any
-		switch c.Iss {
-		case e.OIDCIssuerURL():
-			keys = []any{&e.oidcKey.priv.PublicKey}
-		case e.issuerURL:
-			keys = []any{&e.issuerKey.priv.PublicKey}
-		default:
-			return "", false, rpcErr(codePermissionDenied, fmt.Sprintf("token issuer %q does not match the identity", c.Iss))
-		}
-		vc, err := verifyWith(tok, keys, now)
-		if err != nil {
-			return "", false, rpcErr(codeUnauthenticated, "invalid subject token: "+err.Error())
-		}
-		if vc.Iss != claim.Issuer || vc.Sub != claim.Subject || !vc.hasAud(claim.Audience) {
-			return "", false, rpcErr(codePermissionDenied, "token does not match the identity's claim match")
-		}
-		return identityID, false, nil
-	}
-	return "", false, rpcErr(codePermissionDenied, "identity cannot be assumed")
-}
-
-func (e *Emulator) handleRefresh(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost && r.Method != http.MethodGet {
-		writeRPC(w, rpcErr(codeUnimplemented, "Method Not Allowed"))
-		return
-	}
-	_ = r.ParseForm()
-	rt := bearer(r)
-	if rt == "" {
-		writeRPC(w, rpcErr(codeUnauthenticated, "missing bearer refresh token"))
-		return
-	}
-	aud := r.Form["aud"]
-	if len(aud) == 0 {
-		writeRPC(w, rpcErr(codeInvalidArgument, "aud is required"))
-		return
-	}
-	if raw, err := base64.StdEncoding.DecodeString(rt); err != nil || !json.Valid(raw) {
-		writeRPC(w, rpcErr(codeUnauthenticated, "malformed refresh token"))
-		return
-	}
-	now := e.now()
-	e.mu.Lock()
-	st, ok := e.refresh[rt]
-	var rerr *rpcError
 	switch {
 	case !ok:
-		rerr = rpcErr(codeUnauthenticated, "invalid refresh token")
-	case st.revoked:
-		rerr = rpcErr(codeUnauthenticated, "refresh token revoked")
-	case st.used:
-		rerr = rpcErr(codeUnauthenticated, "refresh token already used")
-	case !now.Before(st.exp):
-		rerr = rpcErr(codeUnauthenticated, "refresh token expired")
-	default:
-		if _, isUser := e.users[st.sub]; !isUser {
-			rerr = rpcErr(codeNotFound, "identity not found")
-		} else {
-			st.used = true
-		}
+		o.idp = ""
+	case o.idp == "":
+		o.idp = org.ID + "/" + randHex(8)
 	}
-	e.mu.Unlock()
-	if rerr != nil {
-		writeRPC(w, rerr)
-		return
-	}
-	tok, exp := e.mintToken(st.sub, aud)
-	nrt, rexp := e.mintRefresh(st.sub, aud)
-	e.mu.Lock()
-	hook := e.onRefresh
-	e.mu.Unlock()
-	if hook != nil {
-		hook() // the old refresh token is spent and the new one minted: the worst moment to die
-	}
-	writeJSON(w, http.StatusOK, map[string]stsToken{
-		"token":        {Token: tok, Expiry: rfc3339(exp)},
-		"refreshToken": {Token: nrt, Expiry: rfc3339(rexp)},
-	})
-}
-
-// --- who am I (PROTOCOL §6) ---
-
-func (e *Emulator) handleWhoAmI(w http.ResponseWriter, r *http.Request) {
-	c, rerr := e.verifyChainguard(bearer(r), "")
-	if rerr != nil {
-		writeRPC(w, rerr)
-		return
-	}
-	caps := []string{}
-	email := ""
-	var groups []map[string]string
-	e.mu.Lock()
-	if u, ok := e.users[c.Sub]; ok {
-		email = u.email
-		caps = []string{"groups.list", "identity.create", "identity.delete", "identity.list", "registry.pull", "registry.push", "rolebinding.create", "roles.list"}
-	} else if id, ok := e.identities[c.Sub]; ok {
-		for _, r := range e.roles {
-			if id.Roles[r.ID] {
-				caps = append(caps, r.Capabilities...)
-			}
-		}
-	}
-	for _, o := range e.callerOrgsLocked(c.Sub) {
-		groups = append(groups, map[string]string{"id": o.ID, "name": o.Name})
-	}
-	e.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{
-		"issuer": c.Iss, "subject": c.Sub, "audience": []string(c.Aud),
-		"expiry": rfc3339(c.Exp.Time()), "issuedAt": rfc3339(c.Iat.Time()),
-		"capabilities": caps, "email": email, "groups": groups,
-	})
+	return o.idp
 }
 
 // verifyChainguard checks a Chainguard token: signature, iss, exp by the

@@ -15,7 +15,9 @@ func TestOAuthStrictness(t *testing.T) {
 	for name, mutate := range map[string]func(q url.Values){
 		"wrong client_id":        func(q url.Values) { q.Set("client_id", "chainctl") },
 		"wrong audience":         func(q url.Values) { q.Set("audience", "example.com") },
-		"no create_refresh":      func(q url.Values) { q.Del("create_refresh_token") },
+		"client_id and idp_id":   func(q url.Values) { q.Set("idp_id", "acme.example") },
+		"neither client nor idp": func(q url.Values) { q.Del("client_id") },
+		"unknown idp_id":         func(q url.Values) { q.Del("client_id"); q.Set("idp_id", "nope.example") },
 		"exit not redirect":      func(q url.Values) { q.Set("exit", "close") },
 		"https redirect":         func(q url.Values) { q.Set("redirect", strings.Replace(cb.url, "http:", "https:", 1)) },
 		"non-loopback redirect":  func(q url.Values) { q.Set("redirect", "http://evil.example:8080/callback?token=true") },
@@ -31,6 +33,23 @@ func TestOAuthStrictness(t *testing.T) {
 		if r.status != http.StatusBadRequest {
 			t.Errorf("%s: status %d, want 400", name, r.status)
 		}
+	}
+}
+
+// Without create_refresh_token the login brings no refresh token (the SDK's login.Login asks
+// for one only with WithCreateRefreshToken).
+func TestOAuthWithoutRefreshToken(t *testing.T) {
+	e := start(t, Options{})
+	cb := newCallback(t)
+	u, _ := url.Parse(oauthURL(e, cb.url))
+	q := u.Query()
+	q.Del("create_refresh_token")
+	u.RawQuery = q.Encode()
+	if err := e.Browse(context.Background(), u.String()); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-cb.query; got.Get("token") == "" || got.Has("refresh_token") {
+		t.Errorf("callback keys %v: want a token and no refresh_token", keys(got))
 	}
 }
 
@@ -82,8 +101,18 @@ func TestDateHeaderFollowsClock(t *testing.T) {
 }
 
 func TestDiscovery(t *testing.T) {
-	e := start(t, Options{})
-	m := do(t, "GET", e.IssuerURL()+"/.well-known/openid-configuration", "", "", nil).json(t)
+	// By default, as on the real issuer, no device flow: discovery names none, its endpoints 404.
+	plain := start(t, Options{})
+	m := do(t, "GET", plain.IssuerURL()+"/.well-known/openid-configuration", "", "", nil).json(t)
+	if _, ok := m["device_authorization_endpoint"]; ok || m["jwks_uri"] == nil {
+		t.Errorf("default discovery: %v", m)
+	}
+	if r := do(t, "POST", plain.IssuerURL()+"/oauth/device/code", "", formType, form("client_id", "cli")); r.status != 404 {
+		t.Errorf("device/code without DeviceFlow: %d", r.status)
+	}
+
+	e := start(t, Options{DeviceFlow: true})
+	m = do(t, "GET", e.IssuerURL()+"/.well-known/openid-configuration", "", "", nil).json(t)
 	if m["issuer"] != e.IssuerURL() {
 		t.Errorf("issuer = %v, want exactly %s", m["issuer"], e.IssuerURL())
 	}
@@ -238,7 +267,7 @@ func TestAssumableIdentity(t *testing.T) {
 }
 
 func TestDeviceFlow(t *testing.T) {
-	e := start(t, Options{DeviceInterval: 100 * time.Millisecond})
+	e := start(t, Options{DeviceInterval: 100 * time.Millisecond, DeviceFlow: true})
 	r := do(t, "POST", e.IssuerURL()+"/oauth/device/code", "", formType, form("client_id", "cli", "scope", "openid"))
 	if r.status != 200 {
 		t.Fatalf("device/code: %d %s", r.status, r.body)
@@ -278,7 +307,7 @@ func TestDeviceFlow(t *testing.T) {
 }
 
 func TestDeviceDeniedAndExpired(t *testing.T) {
-	e := start(t, Options{})
+	e := start(t, Options{DeviceFlow: true})
 	newCode := func() map[string]any {
 		return do(t, "POST", e.IssuerURL()+"/oauth/device/code", "", formType, form("client_id", "cli")).json(t)
 	}

@@ -58,7 +58,9 @@ type cgClaims struct {
 	Exp   int64    `json:"exp"`
 	Nbf   int64    `json:"nbf,omitempty"`
 	Email string   `json:"email,omitempty"`
-	Jti   string   `json:"jti,omitempty"`
+	// EmailVerified is set with email: the SDK (auth.ExtractEmail) reads both.
+	EmailVerified *bool  `json:"email_verified,omitempty"`
+	Jti           string `json:"jti,omitempty"`
 }
 
 // inClaims are the claims of any JWT the emulator receives.

@@ -150,7 +150,7 @@ func (e *Emulator) authenticate(user, pass string, withScope bool) (*principal, 
 		sub, _, rerr := e.exchange(pass, user)
 		if rerr != nil {
 			if rerr.Code == codeInvalidArgument && withScope {
-				return nil, &regError{http.StatusBadRequest, "BAD_REQUEST", fmt.Sprintf("rpc error: code = %s desc = %s", codeNames[rerr.Code], rerr.Msg)}
+				return nil, &regError{http.StatusBadRequest, "BAD_REQUEST", rerr.GRPCStatus().Err().Error()}
 			}
 			return nil, &errForbidden
 		}

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -40,8 +41,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 	tokenTTL := fs.Duration("token-ttl", 0, "Chainguard token lifetime (default 1h)")
 	refreshTTL := fs.Duration("refresh-ttl", 0, "refresh token lifetime (default 720h)")
 	registryTTL := fs.Duration("registry-token-ttl", 0, "registry token lifetime (default 5m)")
+	deviceFlow := fs.Bool("device-flow", false, "also serve an RFC 8628 device flow and name it in discovery (the real issuer does not)")
 	deviceInterval := fs.Duration("device-interval", 0, "device flow poll interval (default 1s)")
+	orgIDP := fs.Bool("org-idp", false, "give the default org its own identity provider (for login --org)")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `usage:
+  cgr-emulator [flags]       serve cgr.dev, its issuer (REST and gRPC) and platform API on loopback;
+                             print their environment (CGR_REGISTRY, CGR_ISSUER, CGR_API)
+  cgr-emulator browse URL    a fake browser (for BROWSER=): GET URL and follow redirects, also to
+                             a login's loopback callback, until a 2xx page; a headless login's
+                             URL signs the emulator's user in
+
+flags:
+`)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	if fs.NArg() != 0 {
@@ -49,7 +67,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	e, err := emulator.Start(emulator.Options{
-		TokenTTL: *tokenTTL, RefreshTTL: *refreshTTL, RegistryTokenTTL: *registryTTL, DeviceInterval: *deviceInterval,
+		TokenTTL: *tokenTTL, RefreshTTL: *refreshTTL, RegistryTokenTTL: *registryTTL, DeviceInterval: *deviceInterval, DeviceFlow: *deviceFlow,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "cgr-emulator: %v\n", err)
@@ -68,6 +86,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	fmt.Fprint(stdout, b.String())
+	if *orgIDP {
+		fmt.Fprintf(stderr, "cgr-emulator: org %s signs in through its own identity provider %s\n", e.Org().Name, e.SetOrgIDP(e.Org(), true))
+	}
 	fmt.Fprintf(stderr, "cgr-emulator: org %s (%s), user %s; public %s, private %s; Ctrl-C to stop\n",
 		e.Org().Name, e.Org().ID, e.User().Email, e.PublicImage(), e.PrivateImage())
 

@@ -39,3 +39,15 @@ func TestBrowse(t *testing.T) {
 		t.Errorf("unknown flag: exit %d, want 2", code)
 	}
 }
+
+func TestHelpListsBrowse(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"--help"}, &out, &errOut); code != 0 {
+		t.Fatalf("--help: exit %d", code)
+	}
+	for _, want := range []string{"cgr-emulator browse URL", "-device-flow", "-org-idp", "-env-file"} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("--help does not mention %q:\n%s", want, errOut.String())
+		}
+	}
+}
