@@ -51,14 +51,6 @@ func (e *rpcError) GRPCStatus() *status.Status { return status.New(codes.Code(e.
 
 func rpcErr(code int, msg string) *rpcError { return &rpcError{Code: code, Msg: msg} }
 
-// asErr keeps a nil *rpcError a nil error.
-func asErr(e *rpcError) error {
-	if e == nil {
-		return nil
-	}
-	return e
-}
-
 func codeOfStatus(status int) int {
 	switch status {
 	case http.StatusBadRequest:

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	authv1 "chainguard.dev/sdk/proto/platform/auth/v1"
 	iamv1 "chainguard.dev/sdk/proto/platform/iam/v1"
@@ -234,12 +233,4 @@ func (s *authServer) GetHeadlessSession(ctx context.Context, req *authv1.GetHead
 		return nil, rerr
 	}
 	return sess, nil
-}
-
-// tsTime is a Timestamp as a time, zero for nil.
-func tsTime(ts *timestamppb.Timestamp) time.Time {
-	if ts == nil {
-		return time.Time{}
-	}
-	return ts.AsTime()
 }
