@@ -16,13 +16,14 @@ import (
 
 var userCodeRE = regexp.MustCompile(`enter the code: ([A-Z0-9-]+)`)
 
-// headless starts `login --headless`, waits for the user code on stderr, lets decide()
+// headless starts `login --device-flow` (the RFC 8628 flow, where discovery names it; plain
+// --headless is the issuer's headless code, PROTOCOL.md 4.1), waits for the user code on stderr, lets decide()
 // approve or deny it at the emulator, and returns the login's result.
 func (w *world) headless(t *testing.T, decide func(code string) error) (exit int, stderr string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, helperBin, "login", "--headless")
+	cmd := exec.CommandContext(ctx, helperBin, "login", "--device-flow")
 	cmd.Env = w.environ()
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
@@ -46,7 +47,7 @@ func (w *world) headless(t *testing.T, decide func(code string) error) (exit int
 	}
 	err = cmd.Wait()
 	if !decided {
-		t.Fatalf("login --headless printed no user code:\n%s", all.String())
+		t.Fatalf("login --device-flow printed no user code:\n%s", all.String())
 	}
 	if ee, ok := err.(*exec.ExitError); ok {
 		return ee.ExitCode(), all.String()
@@ -61,7 +62,7 @@ func TestHeadlessLoginThroughBinary(t *testing.T) {
 	w := newWorld(t, emulator.Options{DeviceInterval: 100 * time.Millisecond, DeviceFlow: true})
 	code, stderr := w.headless(t, w.emu.ApproveDevice)
 	if code != 0 {
-		t.Fatalf("login --headless: exit %d\n%s", code, stderr)
+		t.Fatalf("login --device-flow: exit %d\n%s", code, stderr)
 	}
 	if user, _, r := w.get(w.emu.RegistryHost()); r.code != 0 || user != "_token" {
 		t.Fatalf("get after headless login: exit %d %s", r.code, r.stdout)

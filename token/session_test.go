@@ -199,6 +199,7 @@ func TestBrowserLoginUnregisteredAccount(t *testing.T) {
 
 func TestBrowserLoginOrgIsRecorded(t *testing.T) {
 	v := newSessEnv(t, 0)
+	v.e.SetOrgIDP(v.e.Org(), true) // the emulator's orgs have no IdP of their own by default
 	var seen string
 	v.d.OpenBrowser = func(ctx context.Context, u string) error {
 		p, _ := url.Parse(u)
