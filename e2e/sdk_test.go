@@ -183,22 +183,22 @@ func compactJSON(v any) string {
 }
 
 // capture runs f and returns the RPCs and /oauth visits it caused.
-func (d *differ) capture(f func()) (calls []emulator.Call, visits []map[string][]string, orgchecks int) {
+func (d *differ) capture(f func()) (calls []emulator.Call, visits []map[string][]string, orgchecks []string) {
 	d.emu.ResetCalls()
 	before := len(d.emu.OAuthVisits())
-	checks := d.emu.Count("orgcheck")
+	checks := len(d.emu.OrgChecks())
 	f()
 	for _, v := range d.emu.OAuthVisits()[before:] {
 		visits = append(visits, v)
 	}
-	return d.emu.Calls(""), visits, d.emu.Count("orgcheck") - checks
+	return d.emu.Calls(""), visits, d.emu.OrgChecks()[checks:]
 }
 
 // side is what one side sent for one operation.
 type side struct {
 	calls     []emulator.Call
 	visits    []map[string][]string
-	orgchecks int
+	orgchecks []string
 }
 
 func (d *differ) run(f func()) side {
@@ -230,11 +230,11 @@ func (d *differ) pair(op string, sdk, helper side, rpcs ...string) {
 			d.rows = append(d.rows, row)
 		case orgcheckEndpoint:
 			row := &diffRow{op: op, rpc: m}
-			if sdk.orgchecks > 0 {
-				row.sdk = map[string]string{"name": fmt.Sprintf("%q", d.emu.Org().Name)}
+			if len(sdk.orgchecks) > 0 {
+				row.sdk = map[string]string{"name": d.name(compactJSON(sdk.orgchecks[0]))}
 			}
-			if helper.orgchecks > 0 {
-				row.helper = map[string]string{"name": fmt.Sprintf("%q", d.emu.Org().Name)}
+			if len(helper.orgchecks) > 0 {
+				row.helper = map[string]string{"name": d.name(compactJSON(helper.orgchecks[0]))}
 			}
 			d.rows = append(d.rows, row)
 		default:

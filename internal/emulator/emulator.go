@@ -145,6 +145,7 @@ type Emulator struct {
 	userCodes      map[string]string         // user code → device code
 	headless       map[string]*headlessState // by headless code
 	oauthVisits    []url.Values
+	orgChecks      []string // the names asked at /orgcheck
 	refresh        map[string]*refreshState
 	repos          map[string]bool
 	counts         map[string]int

@@ -406,6 +406,9 @@ func loopbackRedirect(raw string) (*url.URL, error) {
 // organization exists and signs its people in through its own identity provider.
 func (e *Emulator) handleOrgCheck(w http.ResponseWriter, r *http.Request) {
 	name := r.URL.Query().Get("name")
+	e.mu.Lock()
+	e.orgChecks = append(e.orgChecks, name)
+	e.mu.Unlock()
 	if name == "" {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"code": codeInvalidArgument, "message": "name is required", "details": []any{}})
 		return
@@ -415,6 +418,13 @@ func (e *Emulator) handleOrgCheck(w http.ResponseWriter, r *http.Request) {
 	ok = ok && e.orgs[id].idp != ""
 	e.mu.Unlock()
 	writeJSON(w, http.StatusOK, ok)
+}
+
+// OrgChecks returns the names asked at /orgcheck so far, oldest first.
+func (e *Emulator) OrgChecks() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.orgChecks...)
 }
 
 // SetOrgIDP gives org its own identity provider (ok) or takes it away. It returns the
