@@ -275,3 +275,22 @@ func TestPullTokenDeletedIdentityNamedByGet(t *testing.T) {
 		t.Errorf("status: exit %d, %q; want the same problem", r.code, r.stdout)
 	}
 }
+
+// A pull token longer than the organization's plan allows: one line naming the cap and the
+// flag, exit 1, and nothing created.
+func TestPullTokenTTLAbovePlanCap(t *testing.T) {
+	w := newWorld(t, emulator.Options{})
+	w.login()
+	w.emu.SetOrgPlan(w.emu.Org(), "team")
+	before := w.emu.Count("api/identities.create")
+	r := w.helper("", "pull-token", "create", "--ttl", "720h")
+	if r.code != 1 || !strings.Contains(r.stderr, "168h") || !strings.Contains(r.stderr, "--ttl 168h") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Fatalf("pull-token create --ttl 720h on a Team plan: exit %d, stderr %q; want one line naming the 168h cap and the flag", r.code, r.stderr)
+	}
+	if w.emu.Count("api/identities.create") != before+1 || len(w.emu.Identities(w.emu.Org())) != 0 {
+		t.Errorf("an identity was left behind by a refused create")
+	}
+	if r := w.helper("", "pull-token", "create", "--ttl", "168h", "--json"); r.code != 0 {
+		t.Fatalf("--ttl 168h: exit %d: %s", r.code, r.stderr)
+	}
+}

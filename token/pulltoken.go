@@ -721,13 +721,39 @@ func (p *PullTokens) Create(ctx context.Context, o CreateOptions) (*PullToken, e
 		Static:      &StaticIdentity{Issuer: PullTokenIssuer, Subject: subject, IssuerKeys: string(jwks), Expiration: exp.UTC()},
 	})
 	if err != nil {
-		return nil, err
+		return nil, ttlRefused(err, ttl)
 	}
 	if err := p.api.BindRole(ctx, parent, id.ID, role); err != nil {
 		p.cleanup(id.ID)
 		return nil, err
 	}
 	return &PullToken{Identity: id.ID, Token: raw, Expiry: exp, TTL: ttl, Name: name, Parent: parent, skew: skew}, nil
+}
+
+// ttlRefused words the platform's refusal of a pull token's lifetime: the organization's plan
+// caps it (Starter 720h, Team 168h, others 8760h). The cap named in the message goes in the fix.
+func ttlRefused(err error, ttl time.Duration) error {
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Code != CodeInvalidArgument || !strings.Contains(strings.ToLower(ae.Message), "expiration") {
+		return err
+	}
+	limit := "<the cap>"
+	for _, f := range strings.Fields(ae.Message) {
+		if d, perr := time.ParseDuration(strings.Trim(f, ".,;()")); perr == nil && d > 0 {
+			limit = strings.Trim(f, ".,;()")
+		}
+	}
+	return &FixableError{
+		Cause: fmt.Sprintf("the organization refused a pull token of %s (%s): its plan caps pull tokens (Starter 720h, Team 168h, others 8760h); give --ttl %s or less", shortTTL(ttl), ae.Message, limit),
+		Fix:   Command("pull-token", "create", "--ttl", limit), Err: err}
+}
+
+// shortTTL prints a lifetime as --ttl reads it.
+func shortTTL(d time.Duration) string {
+	if d%time.Hour == 0 {
+		return fmt.Sprintf("%dh", d/time.Hour)
+	}
+	return d.String()
 }
 
 // ValidPullTokenTTL checks a pull token lifetime: positive, at most MaxPullTokenTTL.

@@ -208,6 +208,16 @@ func (s *identitiesServer) Create(ctx context.Context, req *iamv1.CreateIdentity
 	if err != nil {
 		return nil, err
 	}
+	if id.Static != nil {
+		// The org's plan caps a pull token's life (inferred from Chainguard's plans: Starter
+		// 720h, Team 168h, others 8760h); the message names the cap.
+		e.mu.Lock()
+		limit := e.orgs[parent].maxPullTTL
+		e.mu.Unlock()
+		if limit > 0 && id.Static.Expiration.Sub(e.now()) > limit+time.Minute {
+			return nil, badArg("static.expiration exceeds this organization's maximum pull token lifetime of %s", shortHours(limit))
+		}
+	}
 	id.Parent = parent
 	id.ID = parent + "/" + randHex(8)
 	id.Roles = map[string]bool{}
@@ -402,3 +412,6 @@ func (s *roleBindingsServer) Create(ctx context.Context, req *iamv1.CreateRoleBi
 	id.Bindings = append(id.Bindings, bid)
 	return &iamv1.RoleBinding{Id: bid, Identity: rb.GetIdentity(), Group: parent, Role: rb.GetRole()}, nil
 }
+
+// shortHours prints a whole-hour duration as "720h".
+func shortHours(d time.Duration) string { return fmt.Sprintf("%dh", int(d/time.Hour)) }

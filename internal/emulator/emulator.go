@@ -63,6 +63,8 @@ type orgState struct {
 	Org
 	entitled bool
 	idp      string // id (a UIDP) of the org's own identity provider; "" when it has none
+	// maxPullTTL caps the lifetime of the org's pull tokens (its plan); 0: 8760h.
+	maxPullTTL time.Duration
 }
 
 type userState struct {
@@ -389,6 +391,23 @@ func (e *Emulator) SetEntitled(org Org, ok bool) {
 	defer e.mu.Unlock()
 	if o, found := e.orgs[org.ID]; found {
 		o.entitled = ok
+	}
+}
+
+// SetOrgPlan gives org a plan and with it the longest pull token it may create: "starter"
+// 720h, "team" 168h, anything else 8760h.
+func (e *Emulator) SetOrgPlan(org Org, plan string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if o, ok := e.orgs[org.ID]; ok {
+		switch plan {
+		case "starter":
+			o.maxPullTTL = 720 * time.Hour
+		case "team":
+			o.maxPullTTL = 168 * time.Hour
+		default:
+			o.maxPullTTL = 0
+		}
 	}
 }
 
