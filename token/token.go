@@ -102,15 +102,15 @@ func Parse(raw string) (*Token, error) {
 	if !ok1 || !ok2 || head == "" || payload == "" || strings.Contains(sig, ".") {
 		return nil, errors.New("not a JWT: not three dot-separated segments")
 	}
-	var h struct {
-		Alg string `json:"alg"`
-	}
+	// The header by its exact names too: a struct tag would take "Alg" for alg, JOSE does not.
+	var h map[string]json.RawMessage
+	var alg string
 	hb, err := base64.RawURLEncoding.DecodeString(head)
-	if err != nil || json.Unmarshal(hb, &h) != nil {
+	if err != nil || json.Unmarshal(hb, &h) != nil || json.Unmarshal(h["alg"], &alg) != nil {
 		return nil, errors.New("not a JWT: unreadable header")
 	}
-	if !signatureAlg[h.Alg] {
-		return nil, fmt.Errorf("not a JWT: algorithm %q", stsOneLine(h.Alg, 20))
+	if !signatureAlg[alg] {
+		return nil, fmt.Errorf("not a JWT: algorithm %q", stsOneLine(alg, 20))
 	}
 	if _, err := base64.RawURLEncoding.DecodeString(sig); err != nil {
 		return nil, errors.New("not a JWT: unreadable signature")
