@@ -231,7 +231,9 @@ func startKubelet(t *testing.T, cfg *kubeletconfigv1.CredentialProviderConfig, e
 		}
 	}
 	cmd := exec.Command(os.Args[0], childArg, configPath, binDir)
-	cmd.Env = env
+	// The kubelet is this test binary, which links etcd's authpb and the SDK: both register
+	// "auth.proto" (see scripts/test.sh), a warning only with protobuf-go's documented switch.
+	cmd.Env = append(env, "GOLANG_PROTOBUF_REGISTRATION_CONFLICT=warn")
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,9 @@
 // credentials then pull the private image from the emulator.
 //
 // It is a module of its own (e2e/kubelet/go.mod) so that k8s.io/kubernetes and its staging
-// modules stay out of the product's go.mod; scripts/test.sh runs it after the product's tests.
+// modules stay out of the product's go.mod; scripts/test.sh runs it after the product's tests,
+// with GOLANG_PROTOBUF_REGISTRATION_CONFLICT=warn: k8s.io/kubernetes links etcd's authpb and the
+// emulator links Chainguard's SDK, and both register a proto file named "auth.proto".
 package kubelet
 
 import (
