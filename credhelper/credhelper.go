@@ -4,6 +4,7 @@
 package credhelper
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -42,13 +43,47 @@ var _ credentials.Helper = (*Helper)(nil)
 // Handle runs one protocol action with the reference implementation's framing and writes
 // an error as one line on out, returning the exit status.
 func Handle(h *Helper, action string, in io.Reader, out io.Writer) int {
-	// Bounded stdin: a server URL or a credential is small; a flood gets one clear line.
-	err := credentials.HandleCommand(h, action, io.LimitReader(in, 1<<20), out)
+	err := checkInput(action, &in)
+	if err == nil {
+		err = credentials.HandleCommand(h, action, in, out)
+	}
 	if err == nil {
 		return 0
 	}
 	fmt.Fprintln(out, oneLine(err.Error()))
 	return 1
+}
+
+// Bounded stdin: a server URL or a credential is small. The reference implementation reads a
+// server URL with a bufio.Scanner, whose 64 KiB line limit would answer "bufio.Scanner: token
+// too long"; a longer input gets a line that says what was expected instead.
+const (
+	maxInput     = 1 << 20
+	maxServerURL = 64<<10 - 1
+)
+
+func checkInput(action string, in *io.Reader) error {
+	switch action {
+	case "get", "erase", "store":
+	default:
+		return nil // list and version read nothing; others are the library's to refuse
+	}
+	b, err := io.ReadAll(io.LimitReader(*in, maxInput+1))
+	if err != nil {
+		return fmt.Errorf("reading stdin: %w", err)
+	}
+	*in = bytes.NewReader(b)
+	if action == "store" {
+		if len(b) > maxInput {
+			return fmt.Errorf("stdin is over %d bytes: %s store reads one small JSON object {\"ServerURL\",\"Username\",\"Secret\"}", maxInput, config.AppName)
+		}
+		return nil
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	if len(line) > maxServerURL {
+		return fmt.Errorf("the server URL on stdin is over %d bytes: %s %s reads one line, a registry host such as cgr.dev (e.g. echo cgr.dev | %s %s)", maxServerURL, config.AppName, action, config.AppName, action)
+	}
+	return nil
 }
 
 func (h *Helper) stderr() io.Writer {

@@ -229,6 +229,30 @@ func FuzzHandleStdin(f *testing.F) {
 	})
 }
 
+// An over-long stdin gets one line saying what was expected, not the reference
+// implementation's "bufio.Scanner: token too long"; a URL just under the limit is read.
+func TestHandleOverlongStdin(t *testing.T) {
+	s := settings(t, "cgr.dev")
+	h := &Helper{Ctx: context.Background(), Settings: s,
+		Deps: func(context.Context) (token.Deps, error) { return token.Deps{}, keystore.ErrUnavailable }}
+	for _, c := range []struct {
+		action, stdin string
+		want          string
+	}{
+		{"get", "cgr.dev/" + strings.Repeat("a", 70000), "reads one line, a registry host such as cgr.dev"},
+		{"erase", strings.Repeat("a", 65536) + "\ncgr.dev", "reads one line"},
+		{"store", strings.Repeat(" ", 1<<20+1), "reads one small JSON object"},
+		{"get", "example.com/" + strings.Repeat("a", 65000), "credentials not found"},
+	} {
+		var out bytes.Buffer
+		code := Handle(h, c.action, strings.NewReader(c.stdin), &out)
+		got := strings.TrimRight(out.String(), "\n")
+		if code != 1 || strings.Contains(got, "\n") || !strings.Contains(got, c.want) || strings.Contains(got, "bufio") {
+			t.Errorf("%s with %d bytes: exit %d %q; want one line with %q", c.action, len(c.stdin), code, got, c.want)
+		}
+	}
+}
+
 // list names what get would answer with: a `_token` given to store (no session); a stored
 // pull token (its identity) ahead of it; the workload identity ahead of the pull token.
 func TestListAgreesWithGet(t *testing.T) {
