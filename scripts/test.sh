@@ -23,11 +23,11 @@ rc=$?
 # conflict is a warning (protobuf-go's documented switch), not the panic it is by default.
 (cd e2e/kubelet && go vet ./... && GOLANG_PROTOBUF_REGISTRATION_CONFLICT=warn go test -count=1 -timeout 20m -v "$@" ./...) >>"$log" 2>&1 || rc=1
 set -e
-# Package lines, failures with their output, and skips with their reasons.
+# Package lines, failures with what they logged, and skips with their reasons.
 grep -E '^(ok|FAIL|panic:|\?)' "$log" | grep -v 'no test files' || true
 if [ $rc -ne 0 ]; then
   echo; echo "Failures:"
-  awk '/^(=== RUN|=== CONT|=== PAUSE)/{next} /--- FAIL/{p=1} /^(---|===) (PASS|SKIP)/{p=0} p' "$log" | head -300
+  awk -f scripts/failures.awk "$log" | head -300
 fi
 skips=$(grep -cE '^\s*--- SKIP' "$log" || true)
 if [ "$skips" -gt 0 ]; then
