@@ -28,3 +28,5 @@ func (osKeychain) present(context.Context) error { return nil }
 func newKeychainSystem(context.Context, func(string) string, bool) (keychainSystem, error) {
 	return osKeychain{}, nil
 }
+
+func newKeyringAPI() keyringAPI { return goKeyring{} }

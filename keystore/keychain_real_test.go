@@ -229,3 +229,91 @@ func TestRealKeychainAutoChoiceSticks(t *testing.T) {
 		}
 	})
 }
+
+// TestRealKeychainDirectReads: what go-keyring writes, the direct reads find, in the round
+// trips they promise (SearchItems and GetSecret; an absent item SearchItems alone; the
+// session opened once), and what they cannot read plainly goes to go-keyring.
+func TestRealKeychainDirectReads(t *testing.T) {
+	realKeyring(t)
+	const user = "test/direct"
+	if err := keyring.Set(Service, user, "written by go-keyring"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = keyring.Delete(Service, user) })
+	if _, ok := openKeychainT(t, 0).(*keychain).api.(*directReads); !ok {
+		t.Fatal("the keychain store does not read through directReads")
+	}
+	d := &directReads{}
+	got, err := d.read(Service, user)
+	if err != nil || got != "written by go-keyring" {
+		t.Fatalf("direct read of go-keyring's item: %q, %v", got, err)
+	}
+	if _, err := d.read(Service, "test/direct-absent"); !errors.Is(err, keyring.ErrNotFound) {
+		t.Fatalf("direct read of an absent item: %v, want keyring.ErrNotFound", err)
+	}
+
+	conn, err := dbus.SessionBus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := countCalls(t, conn, func() {
+		for range 3 {
+			if v, err := d.Get(Service, user); err != nil || v != "written by go-keyring" {
+				t.Fatalf("Get: %q, %v", v, err)
+			}
+		}
+		if _, err := d.Get(Service, "test/direct-absent"); !errors.Is(err, keyring.ErrNotFound) {
+			t.Fatalf("Get of an absent item: %v", err)
+		}
+	})
+	if calls != 3*2+1 {
+		t.Errorf("three reads and one absent item took %d D-Bus calls, want 7 (go-keyring: 3*7+3)", calls)
+	}
+	calls = countCalls(t, conn, func() { _, _ = goKeyring{}.Get(Service, user) })
+	if calls != 7 {
+		t.Errorf("go-keyring's Get took %d calls; the comment on directReads says 7", calls)
+	}
+
+	// A locked item is go-keyring's: its Unlock prompts (here: nobody answers, the deadline
+	// of the keychain store ends it and the store says locked, TestRealKeychainLocked).
+	var locked []dbus.ObjectPath
+	var prompt dbus.ObjectPath
+	if err := conn.Object(secretsName, secretsPath).Call("org.freedesktop.Secret.Service.Lock", 0,
+		[]dbus.ObjectPath{defaultCollection}).Store(&locked, &prompt); err != nil {
+		t.Fatalf("locking the keyring: %v", err)
+	}
+	t.Cleanup(func() { unlockTestKeyring(t, conn) })
+	if _, err := d.read(Service, user); err == nil || errors.Is(err, keyring.ErrNotFound) {
+		t.Fatalf("direct read of a locked item: %v, want a failure go-keyring then handles", err)
+	}
+}
+
+// countCalls counts the method calls this process sends on conn while f runs, with a
+// monitor connection of its own (org.freedesktop.DBus.Monitoring, as dbus-monitor does).
+func countCalls(t *testing.T, conn *dbus.Conn, f func()) int {
+	t.Helper()
+	mon, err := dbus.ConnectSessionBus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mon.Close()
+	rule := "type='method_call',sender='" + conn.Names()[0] + "'"
+	if err := mon.BusObject().Call("org.freedesktop.DBus.Monitoring.BecomeMonitor", 0, []string{rule}, uint32(0)).Err; err != nil {
+		t.Fatalf("BecomeMonitor: %v", err)
+	}
+	msgs := make(chan *dbus.Message, 256)
+	mon.Eavesdrop(msgs)
+	f()
+	// A marker call ends the count: everything before it has reached the monitor.
+	_ = conn.BusObject().Call("org.freedesktop.DBus.GetId", 0).Err
+	n := 0
+	for m := range msgs {
+		if member, _ := m.Headers[dbus.FieldMember].Value().(string); member == "GetId" {
+			return n
+		}
+		if m.Type == dbus.TypeMethodCall { // the monitor also gets its own NameLost
+			n++
+		}
+	}
+	return n
+}

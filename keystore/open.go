@@ -63,7 +63,7 @@ func openKeychain(ctx context.Context, o Options) (*keychain, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &keychain{api: goKeyring{}, service: Service, timeout: o.Timeout, sys: sys}, nil
+	return &keychain{api: newKeyringAPI(), service: Service, timeout: o.Timeout, sys: sys}, nil
 }
 
 func openAuto(ctx context.Context, o Options) (Store, error) {
