@@ -64,7 +64,7 @@ func newWorld(t *testing.T, opts emulator.Options) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(emu.Close)
-	home := t.TempDir()
+	home := e2etest.TempHome(t)
 	w := &world{t: t, emu: emu, home: home, env: map[string]string{}}
 	for _, kv := range emu.Env() {
 		k, v, _ := strings.Cut(kv, "=")

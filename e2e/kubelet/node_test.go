@@ -18,6 +18,7 @@ import (
 	kubeletconfigv1 "k8s.io/kubelet/config/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/cgrtools/docker-credential-cgr/internal/e2etest"
 	"github.com/cgrtools/docker-credential-cgr/internal/emulator"
 	"github.com/cgrtools/docker-credential-cgr/token"
 )
@@ -42,7 +43,7 @@ func newNode(t *testing.T, opts emulator.Options) *node {
 		t.Fatal(err)
 	}
 	t.Cleanup(emu.Close)
-	root := t.TempDir()
+	root := e2etest.TempHome(t)
 	n := &node{t: t, emu: emu, root: root, storeDir: filepath.Join(root, "var", "lib", "docker-credential-cgr"), env: map[string]string{
 		// A service manager's environment: no user's HOME, store or keychain session.
 		"HOME":            filepath.Join(root, "root"),
