@@ -417,7 +417,7 @@ func lastLines(s string, n int) string {
 // keyring, each holding one credential of about the same size.
 func (b *bench) keychain() error {
 	skip := func(why string) error {
-		b.add(row{"keychain `get` vs docker-credential-secretservice", "skipped", why, "–", fmt.Sprintf("≤ %.1fx", targetKeychainRatio), "not run"})
+		b.add(row{"keychain `get` vs docker-credential-secretservice", "skipped", why, "–", fmt.Sprintf("≤ %.2fx", targetKeychainRatio), "not run"})
 		return nil
 	}
 	if os.Getenv("DBUS_SESSION_BUS_ADDRESS") == "" || os.Getenv("CGR_TEST_KEYRING") != "1" {
@@ -475,8 +475,8 @@ func (b *bench) keychain() error {
 	}
 	cs, s := durations(cg), durations(sg)
 	n := fmt.Sprintf(" (N=%d, interleaved; secret %d B vs %d B)", b.n, len(secret), len(ssTok))
-	b.add(row{"keychain `get` (gnome-keyring), median" + n, ms(pct(cs, 50)), ms(pct(s, 50)) + " secretservice", ratio(pct(cs, 50), pct(s, 50)), fmt.Sprintf("≤ %.1fx", targetKeychainRatio), met(ratioOf(pct(cs, 50), pct(s, 50)) <= targetKeychainRatio)})
-	b.add(row{"keychain `get` (gnome-keyring), p90", ms(pct(cs, 90)), ms(pct(s, 90)) + " secretservice", ratio(pct(cs, 90), pct(s, 90)), fmt.Sprintf("≤ %.1fx", targetKeychainRatio), met(ratioOf(pct(cs, 90), pct(s, 90)) <= targetKeychainRatio)})
+	b.add(row{"keychain `get` (gnome-keyring), median" + n, ms(pct(cs, 50)), ms(pct(s, 50)) + " secretservice", ratio(pct(cs, 50), pct(s, 50)), fmt.Sprintf("≤ %.2fx", targetKeychainRatio), met(ratioOf(pct(cs, 50), pct(s, 50)) <= targetKeychainRatio)})
+	b.add(row{"keychain `get` (gnome-keyring), p90", ms(pct(cs, 90)), ms(pct(s, 90)) + " secretservice", ratio(pct(cs, 90), pct(s, 90)), fmt.Sprintf("≤ %.2fx", targetKeychainRatio), met(ratioOf(pct(cs, 90), pct(s, 90)) <= targetKeychainRatio)})
 	return nil
 }
 
