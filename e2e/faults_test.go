@@ -1102,7 +1102,6 @@ func recordFaultTime(what string, took, bound time.Duration) {
 // faultTimeMark starts a line by which a child test process hands its fault times on.
 const faultTimeMark = "fault-time: "
 
-
 const (
 	faultsBegin = "<!-- fault times: written by the e2e fault tests; CGR_WRITE_DOCS=1 go test -run 'TestFault' ./e2e rewrites it -->"
 	faultsEnd   = "<!-- end of fault times -->"
