@@ -135,6 +135,7 @@ func subcommandArgs(cmd *cobra.Command, args []string) error {
 // usageErrors makes every argument error of the tree a *UsageError (exit status 2), so that no
 // error text of cobra's needs to be read to know it.
 func usageErrors(c *cobra.Command) {
+	c.SuggestionsMinimumDistance = 2 // a typo of two letters ("logni") is suggested too, as cobra does for the root
 	if orig := c.Args; orig != nil {
 		c.Args = func(cmd *cobra.Command, args []string) error {
 			if err := orig(cmd, args); err != nil {
