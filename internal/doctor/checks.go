@@ -137,7 +137,7 @@ func ClientConfigCheck(e Env) Check {
 				}
 				for _, f := range w.Findings {
 					res := Result{Check: name, Status: Status(f.Level), Saw: fmt.Sprintf("%s: %s", f.Path, f.Saw), Fix: f.Fix}
-					if f.CredsStore != "" {
+					if f.CredsStore != "" && !f.StoreMissing {
 						res = e.refineCredsStore(ctx, name, f, hosts)
 					}
 					if a.Name == "root" && e.sudo() && res.Fix != "" {
