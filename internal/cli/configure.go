@@ -40,7 +40,8 @@ name this helper. Under sudo, the invoking user's files are written by that user
 program runs again as the user for them), then root's files by root.
 
 Warns about what keeps a client from asking the helper: a static secret in "auths" for a
-served host (--fix-shadowing deletes those entries), a file read earlier, a credsStore.`,
+served host (--fix-shadowing deletes those entries), a file read earlier, a credsStore (and
+--fix-shadowing deletes one whose helper is not installed).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			asJSON, err := wantJSON()
@@ -71,7 +72,7 @@ served host (--fix-shadowing deletes those entries), a file read earlier, a cred
 	f.BoolVar(&helm, "helm", false, "wire helm's registry config")
 	f.BoolVar(&remove, "remove", false, "remove this helper's credHelpers entries instead")
 	f.BoolVar(&dryRun, "dry-run", false, "say what would change, write nothing")
-	f.BoolVar(&fix, "fix-shadowing", false, `also delete "auths" entries holding a static secret for a served host`)
+	f.BoolVar(&fix, "fix-shadowing", false, `also delete "auths" entries holding a static secret for a served host, and a "credsStore" whose helper is not installed`)
 	wantJSON = outputFlags(cmd, "print the changes as JSON on stdout")
 	return cmd
 }
@@ -195,7 +196,12 @@ func (a *App) configure(opts clientconfig.Options, asJSON bool) error {
 // use by crane, ko and cosign, or podman, and its finding stands).
 func afterChanges(cs []clientconfig.Change, f clientconfig.Finding, fixShadowing bool) (clientconfig.Finding, bool) {
 	if f.CredsStore != "" {
-		return f, true // configure never changes the credsStore
+		for _, c := range cs {
+			if f.StoreMissing && c.Path == f.Path && c.DroppedStore != "" {
+				return f, false // --fix-shadowing deletes a credsStore nothing answers
+			}
+		}
+		return f, true // else configure never changes the credsStore
 	}
 	static := f.StaticKey != ""
 	routed := func(c clientconfig.Change) bool {

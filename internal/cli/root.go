@@ -11,11 +11,13 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cgrtools/docker-credential-cgr/internal/config"
+	"github.com/cgrtools/docker-credential-cgr/internal/doctor"
 	"github.com/cgrtools/docker-credential-cgr/keystore"
 	"github.com/cgrtools/docker-credential-cgr/token"
 )
@@ -47,6 +49,22 @@ type App struct {
 func (a *App) Deps(ctx context.Context) (token.Deps, error) {
 	a.once.Do(func() { a.deps, a.err = a.NewDeps(ctx, a.Settings) })
 	return a.deps, a.err
+}
+
+// keychainFix words a keychain that cannot be reached for a user command: the cause, and the
+// switch to the file store that doctor prints (get's line names doctor instead, to stay short).
+func (a *App) keychainFix(err error) error {
+	if a.Settings.Store == "file" || !errors.Is(err, keystore.ErrUnavailable) || errors.Is(err, keystore.ErrLocked) {
+		return err
+	}
+	why := err.Error()
+	var fe *token.FixableError
+	if errors.As(err, &fe) {
+		why = fe.Cause
+	}
+	why = strings.TrimPrefix(why, keystore.ErrUnavailable.Error()+": ")
+	env := doctor.Env{Settings: a.Settings, Getenv: a.Getenv, ConfigFile: configFile(a)}
+	return &token.FixableError{Cause: fmt.Sprintf("the keychain cannot be reached (CGR_STORE=%s): %s", a.Settings.Store, why), Fix: env.StoreFileFix(), Err: err}
 }
 
 // UsageError marks a usage mistake: exit status 2, usage on stderr.
@@ -117,6 +135,7 @@ func subcommandArgs(cmd *cobra.Command, args []string) error {
 // usageErrors makes every argument error of the tree a *UsageError (exit status 2), so that no
 // error text of cobra's needs to be read to know it.
 func usageErrors(c *cobra.Command) {
+	c.SuggestionsMinimumDistance = 2 // a typo of two letters ("logni") is suggested too, as cobra does for the root
 	if orig := c.Args; orig != nil {
 		c.Args = func(cmd *cobra.Command, args []string) error {
 			if err := orig(cmd, args); err != nil {
@@ -154,7 +173,7 @@ func Execute(ctx context.Context, a *App, args []string) int {
 		fmt.Fprintf(a.Stderr, "Run `%s --help` for usage.\n", path)
 		return 2
 	}
-	fmt.Fprintf(a.Stderr, "%s: %v\n", config.AppName, err)
+	fmt.Fprintf(a.Stderr, "%s: %v\n", config.AppName, a.keychainFix(err))
 	return 1
 }
 
@@ -163,7 +182,9 @@ func DefaultNewDeps(stderr io.Writer, getenv func(string) string) func(context.C
 	return func(ctx context.Context, s config.Settings) (token.Deps, error) {
 		st, err := keystore.Open(ctx, keystore.Options{Backend: s.Store, Dir: s.StoreDir, Notice: stderr, Getenv: getenv})
 		if err != nil {
-			return token.Deps{}, err
+			// The line get answers with (cause and fix), for every command: a keychain that
+			// cannot be reached names doctor, which prints the exact switch to the file store.
+			return token.Deps{}, token.StoreFailure(err)
 		}
 		return token.Deps{
 			Settings: s,

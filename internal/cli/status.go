@@ -24,6 +24,7 @@ type statusReport struct {
 	Issuer           string          `json:"issuer"`
 	Store            string          `json:"store"`
 	LoggedIn         bool            `json:"logged_in"`
+	SessionProblem   string          `json:"session_problem,omitempty"` // a session is stored but cannot serve (damaged)
 	Kind             string          `json:"kind,omitempty"`
 	Subject          string          `json:"subject,omitempty"`
 	Email            string          `json:"email,omitempty"`
@@ -55,13 +56,16 @@ type statusPull struct {
 	Parent   string    `json:"parent,omitempty"`
 	Expiry   time.Time `json:"expiry"`
 	Renews   bool      `json:"renews"` // a login session replaces it before it expires
-	skew     time.Duration
+	// Problem: one is stored for Host but cannot be read (damaged); the rest is empty then.
+	Problem string `json:"problem,omitempty"`
+	skew    time.Duration
 }
 
 type statusServing struct {
 	Host     string `json:"host"`
 	Source   string `json:"source"` // "workload identity", "pull token", "session", "chainctl", "" (anonymous)
 	Username string `json:"username,omitempty"`
+	Fails    bool   `json:"fails,omitempty"` // get fails with it: a problem below says why
 }
 
 type statusProblem struct {
@@ -157,6 +161,7 @@ func (a *App) status(ctx context.Context) (statusReport, error) {
 			}
 			if serving.Source == "" {
 				serving.Source, serving.Username = st.Source, st.Username
+				serving.Fails = st.Problem != nil
 			}
 			if st.Problem != nil {
 				problem(st.Source, host, st.Problem)
@@ -165,6 +170,8 @@ func (a *App) status(ctx context.Context) (statusReport, error) {
 			case "pull token":
 				if pt, ok := st.Detail.(*token.PullToken); ok {
 					r.PullTokens = append(r.PullTokens, statusPull{Host: host, Identity: pt.Identity, Name: pt.Name, Parent: pt.Parent, Expiry: pt.Expiry.UTC(), Renews: st.Renews, skew: pt.Skew()})
+				} else if st.Problem != nil {
+					r.PullTokens = append(r.PullTokens, statusPull{Host: host, Problem: causeOf(st.Problem)})
 				}
 			case "session":
 				if i > 0 {
@@ -172,7 +179,10 @@ func (a *App) status(ctx context.Context) (statusReport, error) {
 				}
 				info, ok := st.Detail.(*token.SessionInfo)
 				if !ok {
-					continue // damaged (a problem above), or a `_token` given to store
+					if st.Problem != nil {
+						r.SessionProblem = causeOf(st.Problem) // damaged: stored, but not readable
+					}
+					continue // or a `_token` given to store
 				}
 				r.LoggedIn, r.renews = true, st.Renews
 				r.Kind, r.Subject, r.Email, r.Org, r.Identity = info.Kind, info.Subject, info.Email, info.Org, info.Identity
@@ -192,6 +202,15 @@ func (a *App) status(ctx context.Context) (statusReport, error) {
 		r.Serving = append(r.Serving, serving)
 	}
 	return r, nil
+}
+
+// causeOf is a problem's cause without its fix (the Problems line has both).
+func causeOf(err error) string {
+	var fe *token.FixableError
+	if errors.As(err, &fe) {
+		return fe.Cause
+	}
+	return err.Error()
 }
 
 func (r statusReport) anyServed() bool {
@@ -221,9 +240,14 @@ func printStatus(w io.Writer, r statusReport, now time.Time) {
 		case s.Username != "" && s.Username != token.TokenUsername:
 			what += " " + s.Username
 		}
+		if s.Fails {
+			what += ", which cannot serve (see Problems)"
+		}
 		fmt.Fprintf(tw, "%s\t%s: %s\n", label, s.Host, what)
 	}
 	switch {
+	case !r.LoggedIn && r.SessionProblem != "":
+		fmt.Fprintf(tw, "Session:\tstored, but cannot serve (see Problems)\n")
 	case !r.LoggedIn:
 		fmt.Fprintf(tw, "Session:\tnot logged in (run `%s`)\n", token.LoginCommand)
 	case r.Kind == "identity":
@@ -273,6 +297,10 @@ func printStatus(w io.Writer, r statusReport, now time.Time) {
 		label := ""
 		if i == 0 {
 			label = "Pull tokens:"
+		}
+		if p.Problem != "" {
+			fmt.Fprintf(tw, "%s\t%s: stored, but cannot serve (see Problems)\n", label, p.Host)
+			continue
 		}
 		extra := []string{"identity " + p.Identity}
 		if p.Name != "" {

@@ -27,7 +27,7 @@ type Options struct {
 	Hosts        []string // served registry hosts (Settings.Registries)
 	Clients      []Client // empty: AllClients
 	Remove       bool     // undo: delete credHelpers entries that name Helper
-	FixShadowing bool     // also delete auths entries of served hosts that hold a static secret
+	FixShadowing bool     // also delete auths entries of served hosts that hold a static secret, and a credsStore no installed helper answers
 	DryRun       bool     // compute and report, write nothing
 }
 
@@ -53,7 +53,10 @@ type Change struct {
 	// Replaced: hosts that another helper handled before (host → that helper's name).
 	Replaced   map[string]string `json:"replaced,omitempty"`
 	FixedAuths []string          `json:"fixed_auths,omitempty"` // auths keys deleted (--fix-shadowing)
-	Error      string            `json:"error,omitempty"`
+	// DroppedStore: the credsStore deleted (--fix-shadowing) because no helper of that name is
+	// installed.
+	DroppedStore string `json:"dropped_creds_store,omitempty"`
+	Error        string `json:"error,omitempty"`
 }
 
 // Line is the change as one line for stderr.
@@ -68,7 +71,7 @@ func (c Change) Line() string {
 	if c.DryRun && c.Action != Unchanged {
 		verb = "would be " + verb
 	}
-	summary := edit{added: c.Added, removed: c.Removed, fixed: c.FixedAuths, replaced: c.Replaced}.describe()
+	summary := edit{added: c.Added, removed: c.Removed, fixed: c.FixedAuths, replaced: c.Replaced, droppedStore: c.DroppedStore}.describe()
 	if summary == "" {
 		return safetext.Line(fmt.Sprintf("%s (%s): %s", c.Path, c.Client, verb))
 	}
@@ -138,11 +141,17 @@ func configureFile(a Account, t Target, o Options) Change {
 	}
 	if err == nil && o.FixShadowing {
 		next, err = removeStatic(next, o.Hosts, &e)
+		if err == nil {
+			next, err = removeMissingStore(next, func(name string) bool {
+				_, ok := LookPath("docker-credential-"+name, a.env("PATH"))
+				return ok
+			}, &e)
+		}
 	}
 	if err != nil {
 		return fail(err)
 	}
-	c.Added, c.Removed, c.Replaced, c.FixedAuths = e.added, e.removed, e.replaced, e.fixed
+	c.Added, c.Removed, c.Replaced, c.FixedAuths, c.DroppedStore = e.added, e.removed, e.replaced, e.fixed, e.droppedStore
 	if !isNew && bytes.Equal(next, doc) {
 		c.Action = Unchanged
 		return c
@@ -179,6 +188,8 @@ type Finding struct {
 	Fix     string `json:"fix"`
 	// CredsStore names the global credsStore when that is the finding.
 	CredsStore string `json:"creds_store,omitempty"`
+	// StoreMissing: no docker-credential-<CredsStore> is on PATH (--fix-shadowing deletes it).
+	StoreMissing bool `json:"store_missing,omitempty"`
 	// StaticKey is the auths key that holds a static secret, when that is the finding, and
 	// Repository says the key names a repository rather than the host.
 	StaticKey  string `json:"static_key,omitempty"`
@@ -346,6 +357,14 @@ func routesToHelper(f cachedFile, host string) bool {
 // credsStore first for "<host>/<repo>", so a login to a served host that it still holds may
 // answer instead of the helper. Doctor refines it by listing the store.
 func CredsStoreFinding(a Account, c Client, path, store string, hosts []string) Finding {
+	if _, ok := LookPath("docker-credential-"+store, a.env("PATH")); !ok {
+		// Nothing answers it: go-containerregistry stops at the exec error for every
+		// <host>/<repo> (and Docker for every registry without a credHelpers entry). Docker
+		// Desktop is not here to write it back, so deleting it lasts.
+		return Finding{Level: Fail, Account: a.Name, Client: c, Path: path, CredsStore: store, StoreMissing: true,
+			Saw: safetext.Line(fmt.Sprintf("credsStore %q names docker-credential-%s, which is not on PATH: crane, ko and cosign stop at it for every %s/<repo> (error getting credentials … executable file not found)", store, store, hosts[0])),
+			Fix: fmt.Sprintf("%s configure --%s --fix-shadowing", HelperBinary, c)}
+	}
 	saw := fmt.Sprintf("credsStore %q is the default store; crane, ko and cosign ask it for %s/<repo> before credHelpers; if it still holds an old login for %s, that login answers", store, hosts[0], strings.Join(hosts, ", "))
 	if c == Docker && desktopStores[store] {
 		saw += "; Docker Desktop writes this credsStore back when it starts, so deleting it does not last: erase the login instead"

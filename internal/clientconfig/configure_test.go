@@ -383,6 +383,7 @@ func TestShadowing(t *testing.T) {
 		client  Client
 		want    []string // substrings of findings, in order
 		levels  []Level
+		path    []string          // executables on PATH
 		fixed   map[string]string // file → content after configure --fix-shadowing
 		wiredOK bool              // after the fix, every host wired and no finding
 	}{
@@ -416,9 +417,18 @@ func TestShadowing(t *testing.T) {
 		{
 			name:   "docker: credsStore noted",
 			client: Docker,
+			path:   []string{"docker-credential-desktop"},
 			files:  map[string]string{".docker/config.json": `{"credsStore":"desktop","credHelpers":{"cgr.dev":"cgr","127.0.0.1:5000":"cgr"}}`},
 			want:   []string{`credsStore "desktop"`},
 			levels: []Level{Warn},
+		},
+		{
+			name:   "docker: a credsStore whose helper is not installed, deleted by --fix-shadowing",
+			client: Docker,
+			files:  map[string]string{".docker/config.json": `{"credsStore":"desktop","credHelpers":{"cgr.dev":"cgr","127.0.0.1:5000":"cgr"}}`},
+			want:   []string{`credsStore "desktop" names docker-credential-desktop, which is not on PATH`},
+			levels: []Level{Fail},
+			fixed:  map[string]string{".docker/config.json": `{"credHelpers":{"cgr.dev":"cgr","127.0.0.1:5000":"cgr"}}`},
 		},
 		{
 			name:   "containers: podman login in the runtime file wins over ~/.config",
@@ -467,7 +477,7 @@ func TestShadowing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := testAccount(t, nil)
+			a := testAccount(t, map[string]string{"PATH": binDir(t, tt.path...)})
 			for p, c := range tt.files {
 				writeFile(t, filepath.Join(a.Home, p), c, 0o600)
 			}

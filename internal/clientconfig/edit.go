@@ -126,6 +126,7 @@ func isObject(raw json.RawMessage) bool {
 type edit struct {
 	added, removed, fixed []string
 	replaced              map[string]string // host → helper that handled it before
+	droppedStore          string            // a credsStore deleted: its helper is not installed
 }
 
 // ensureHelpers makes credHelpers[host] = helper for every host, appending what is missing.
@@ -250,6 +251,27 @@ func removeStatic(doc []byte, hosts []string, e *edit) ([]byte, error) {
 	}
 }
 
+// removeMissingStore deletes "credsStore" when installed(name) says no helper answers it.
+func removeMissingStore(doc []byte, installed func(string) bool, e *edit) ([]byte, error) {
+	if isBlank(doc) {
+		return doc, nil
+	}
+	top, err := parseDoc(doc)
+	if err != nil {
+		return nil, err
+	}
+	i, ok := top.find("credsStore")
+	if !ok {
+		return doc, nil
+	}
+	var name string
+	if err := json.Unmarshal(top.members[i].raw, &name); err != nil || name == "" || name == Helper || installed(name) {
+		return doc, nil
+	}
+	e.droppedStore = name
+	return deleteMember(doc, top, i), nil
+}
+
 // describe is the one-line summary of an edit ("added cgr.dev, 127.0.0.1:5000").
 func (e edit) describe() string {
 	var parts []string
@@ -269,6 +291,9 @@ func (e edit) describe() string {
 	}
 	if len(e.fixed) > 0 {
 		parts = append(parts, "deleted static auths for "+strings.Join(e.fixed, ", "))
+	}
+	if e.droppedStore != "" {
+		parts = append(parts, fmt.Sprintf("deleted credsStore %q (docker-credential-%s is not installed)", e.droppedStore, e.droppedStore))
 	}
 	return strings.Join(parts, "; ")
 }

@@ -103,11 +103,20 @@ func TestOverrides(t *testing.T) {
 		},
 		{
 			name:   "Desktop's credsStore beside credHelpers: deleting it does not last",
+			path:   []string{"docker-credential-desktop"}, // Docker Desktop is installed
 			files:  map[string]string{".docker/config.json": `{"credsStore":"desktop","credHelpers":{"cgr.dev":"cgr","127.0.0.1:5000":"cgr"}}`},
 			client: Docker,
 			want:   []string{`credsStore "desktop"`, "deleting it does not last"},
 			level:  Warn,
 			fix:    "docker-credential-desktop erase",
+		},
+		{
+			name:   "a credsStore no installed helper answers (Docker Desktop gone): crane stops at it",
+			files:  map[string]string{".docker/config.json": `{"credsStore":"desktop","credHelpers":{"cgr.dev":"cgr","127.0.0.1:5000":"cgr"}}`},
+			client: Docker,
+			want:   []string{`credsStore "desktop" names docker-credential-desktop, which is not on PATH`, "executable file not found"},
+			level:  Fail,
+			fix:    "docker-credential-cgr configure --docker --fix-shadowing",
 		},
 		{
 			name:   "helm unwired, Docker wired, a native store on PATH: helm 3.18+ never falls back",

@@ -137,7 +137,7 @@ func ClientConfigCheck(e Env) Check {
 				}
 				for _, f := range w.Findings {
 					res := Result{Check: name, Status: Status(f.Level), Saw: fmt.Sprintf("%s: %s", f.Path, f.Saw), Fix: f.Fix}
-					if f.CredsStore != "" {
+					if f.CredsStore != "" && !f.StoreMissing {
 						res = e.refineCredsStore(ctx, name, f, hosts)
 					}
 					if a.Name == "root" && e.sudo() && res.Fix != "" {
@@ -240,14 +240,14 @@ func StoreCheck(e Env) Check {
 			return []Result{{Status: OK, Saw: fmt.Sprintf("%s (%s, CGR_STORE=%s)", st.Describe(), st.Kind(), e.Settings.Store)}}
 		case errors.Is(err, keystore.ErrLocked):
 			return []Result{{Status: Fail, Saw: fmt.Sprintf("the keychain is locked (CGR_STORE=%s): %s", e.Settings.Store, trimErr(err, keystore.ErrLocked)),
-				Fix: e.storeFileFix() + ". Or unlock the login keyring instead (log in to the desktop session)"}}
+				Fix: e.StoreFileFix() + ". Or unlock the login keyring instead (log in to the desktop session)"}}
 		case errors.Is(err, keystore.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 			if e.Settings.Store == "file" {
 				return []Result{{Status: Fail, Saw: fmt.Sprintf("the file store cannot be used: %v", err),
 					Fix: fmt.Sprintf("make %s writable by you (mode 0700), or set CGR_STORE_DIR to a directory that is", e.Settings.StoreDir)}}
 			}
 			return []Result{{Status: Fail, Saw: fmt.Sprintf("the keychain cannot be reached (CGR_STORE=%s): %s", e.Settings.Store, trimErr(err, keystore.ErrUnavailable)),
-				Fix: e.storeFileFix()}}
+				Fix: e.StoreFileFix()}}
 		case errors.Is(err, fs.ErrPermission):
 			return []Result{{Status: Fail, Saw: err.Error(),
 				Fix: fmt.Sprintf("sudo chown -R $(id -u):$(id -g) %s", e.Settings.StoreDir)}}
@@ -255,7 +255,7 @@ func StoreCheck(e Env) Check {
 			return []Result{{Status: Fail, Saw: err.Error(),
 				Fix: fmt.Sprintf("make %s writable by you (mode 0700), or set CGR_STORE_DIR to a directory that is", e.Settings.StoreDir)}}
 		default:
-			return []Result{{Status: Fail, Saw: err.Error(), Fix: e.storeFileFix()}}
+			return []Result{{Status: Fail, Saw: err.Error(), Fix: e.StoreFileFix()}}
 		}
 	})
 }
@@ -275,11 +275,11 @@ func trimErr(err, sentinel error) string {
 // Compiled on first use: package init runs on every `get`.
 var storeKeyRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(store)[ \t]*:`) })
 
-// storeFileFix is the persistent switch to the file store: `store: file` in the config.yaml
+// StoreFileFix is the persistent switch to the file store: `store: file` in the config.yaml
 // this program reads (an exported CGR_STORE does not reach a helper that Docker starts from
 // the desktop session, or one started by sudo), with CGR_STORE unset when it says otherwise
 // (the environment wins over the file). The file store starts empty: a new login follows.
-func (e Env) storeFileFix() string {
+func (e Env) StoreFileFix() string {
 	login := "   # then log in again, into the file store (it starts empty): " + clientconfig.HelperBinary + " login"
 	getenv := e.Getenv
 	if getenv == nil {

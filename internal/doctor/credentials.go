@@ -197,6 +197,15 @@ func (c *CredentialChecks) pullTokenCheck(ctx context.Context) []Result {
 		case st.Problem != nil:
 			r := problem(st.Problem, "the pull token get would serve for "+host, token.SaveCommand)
 			r.Check = name
+			if pt, ok := st.Detail.(*token.PullToken); ok {
+				// get's generic fix, made like for like (same lifetime, name and org).
+				switch r.Fix {
+				case token.SaveCommand:
+					r.Fix = replaceFix(pt, true)
+				case token.LoginCommand + " && " + token.SaveCommand:
+					r.Fix = replaceFix(pt, false)
+				}
+			}
 			out = append(out, r)
 			continue
 		}

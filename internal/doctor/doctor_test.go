@@ -71,6 +71,7 @@ func TestStandardChecks(t *testing.T) {
 	bin := filepath.Join(home, "bin")
 	os.MkdirAll(bin, 0o755)
 	os.WriteFile(filepath.Join(bin, clientconfig.HelperBinary), []byte("#!/bin/sh\n"), 0o755)
+	os.WriteFile(filepath.Join(bin, "docker-credential-desktop"), []byte("#!/bin/sh\n"), 0o755) // Docker Desktop's store (ListStore answers for it)
 	envm := map[string]string{"HOME": home, "PATH": bin, "XDG_RUNTIME_DIR": filepath.Join(home, "run")}
 	getenv := func(k string) string { return envm[k] }
 	acct := clientconfig.Account{Name: "t", UID: -1, GID: -1, Home: home, Getenv: getenv, GOOS: "linux"}
@@ -125,6 +126,19 @@ func TestStandardChecks(t *testing.T) {
 	}
 	if !warned {
 		t.Errorf("no credsStore warning: %+v", r.Results)
+	}
+	// Without Docker Desktop's helper installed, that credsStore stops crane for every image:
+	// a failure, fixed by configure --fix-shadowing (which deletes it).
+	os.Remove(filepath.Join(bin, "docker-credential-desktop"))
+	var failed bool
+	for _, res := range Run(context.Background(), Standard(env)).Results {
+		if res.Check == "docker config" && res.Status == Fail {
+			failed = strings.Contains(res.Saw, `credsStore "desktop" names docker-credential-desktop, which is not on PATH`) &&
+				res.Fix == "docker-credential-cgr configure --docker --fix-shadowing"
+		}
+	}
+	if !failed {
+		t.Errorf("a credsStore no helper answers is not a failure with its fix: %+v", r.Results)
 	}
 	// A locked keychain fails with a fix.
 	env.OpenStore = func(context.Context) (keystore.Store, error) {

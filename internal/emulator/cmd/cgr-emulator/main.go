@@ -47,7 +47,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `usage:
   cgr-emulator [flags]       serve cgr.dev, its issuer (REST and gRPC) and platform API on loopback;
-                             print their environment (CGR_REGISTRY, CGR_ISSUER, CGR_API)
+                             print their environment (CGR_REGISTRY, CGR_ISSUER, CGR_API, and
+                             BROWSER: this program's browse) as lines a shell can source
   cgr-emulator browse URL    a fake browser (for BROWSER=): GET URL and follow redirects, also to
                              a login's loopback callback, until a 2xx page; a headless login's
                              URL signs the emulator's user in
@@ -79,6 +80,10 @@ flags:
 	for _, kv := range e.Env() {
 		fmt.Fprintf(&b, "export %s\n", kv)
 	}
+	// The fake browser is this program: `login` opens the emulator's login page with it.
+	if exe, err := os.Executable(); err == nil {
+		fmt.Fprintf(&b, "export BROWSER=%s\n", shellQuote(exe+" browse"))
+	}
 	if *envFile != "" {
 		if err := os.WriteFile(*envFile, []byte(b.String()), 0o600); err != nil {
 			fmt.Fprintf(stderr, "cgr-emulator: %v\n", err)
@@ -97,3 +102,6 @@ flags:
 	<-ctx.Done()
 	return 0
 }
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
