@@ -81,7 +81,10 @@ func checkInput(action string, in *io.Reader) error {
 	}
 	line, _, _ := bytes.Cut(b, []byte("\n"))
 	if len(line) > maxServerURL {
-		return fmt.Errorf("the server URL on stdin is over %d bytes: %s %s reads one line, a registry host such as cgr.dev (e.g. echo cgr.dev | %s %s)", maxServerURL, config.AppName, action, config.AppName, action)
+		// No registry host is that long, so none is served: the protocol's not-found answer,
+		// which clients take as "pull anonymously" (docker-credential-helpers' own reader
+		// fails with bufio's "token too long" instead).
+		return credentials.NewErrCredentialsNotFound()
 	}
 	return nil
 }
