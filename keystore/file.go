@@ -11,11 +11,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 )
 
 const (
 	secretSuffix = ".secret" // one file per key: <escaped key>.secret
 	tempPrefix   = ".tmp-"   // os.CreateTemp pattern for files being written: .tmp-<escaped key>-<random>
+	createTries  = 50        // createTemp's tries at a temp file no sweep is looking at
 )
 
 // fileStore keeps one 0600 file per key in a 0700 directory. Set writes a temporary file
@@ -158,10 +160,15 @@ func (f *fileStore) write(key string, value []byte) (err error) {
 // createTemp creates a temp file for key, locked (lockTemp) and still in place. CreateTemp
 // opens with O_CREATE|O_EXCL and mode 0600: it never follows a link, the file is never
 // readable by others, not even for an instant, and no chmod follows its creation. Between
-// its creation and its lock, another run may take the file for abandoned and remove it;
-// then a new one is made.
+// its creation and its lock, another run's sweep may look at it (holding its lock for an
+// instant) or take it for abandoned and remove it; then a new one is made. Many parallel
+// helpers sweep often, so that is tried up to createTries times, pausing a millisecond
+// from the third try on (three tries were too few: TestFileSetsSurviveTempSweeps).
 func (f *fileStore) createTemp(key string) (*os.File, error) {
 	for attempt := 0; ; attempt++ {
+		if attempt >= 2 {
+			time.Sleep(time.Millisecond)
+		}
 		tmp, err := os.CreateTemp(f.dir, tempPrefix+escapeName(key)+"-*")
 		if err != nil {
 			return nil, err
@@ -179,7 +186,8 @@ func (f *fileStore) createTemp(key string) (*os.File, error) {
 			}
 		}
 		_ = tmp.Close()
-		if attempt == 2 {
+		// Left in place, empty and unlocked: the sweep that is looking at it removes it.
+		if attempt == createTries-1 {
 			return nil, fmt.Errorf("creating a temp file: %w", err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -455,5 +456,57 @@ func TestFileWriterKilledMidWrite(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Fatalf("DeleteAll left %d files (temp files of killed writers?)", len(entries))
+	}
+}
+
+// TestFileSetsSurviveTempSweeps: every run sweeps abandoned temp files (removeAbandonedTemps
+// takes each one's lock for an instant to see whether its writer is gone). A writer whose
+// fresh temp file is being looked at just then makes another; under many parallel helpers
+// (CI: TestConcurrentProcesses) three tries were not always enough and a store failed.
+func TestFileSetsSurviveTempSweeps(t *testing.T) {
+	dir := t.TempDir()
+	s := openFile(t, dir).(*fileStore)
+	ctx := context.Background()
+	stop := make(chan struct{})
+	var sweepers sync.WaitGroup
+	for range 3 {
+		sweepers.Add(1)
+		go func() {
+			defer sweepers.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					s.removeAbandonedTemps()
+				}
+			}
+		}()
+	}
+	var writers sync.WaitGroup
+	errs := make(chan error, 4*300)
+	for w := range 4 {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			for i := range 300 {
+				if err := s.Set(ctx, fmt.Sprintf("k/%d", w), []byte(fmt.Sprint(i))); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	writers.Wait()
+	close(stop)
+	sweepers.Wait()
+	close(errs)
+	n := 0
+	for err := range errs {
+		if n++; n <= 3 {
+			t.Error(err)
+		}
+	}
+	if n > 0 {
+		t.Fatalf("%d of 1200 Sets failed while temp files were swept", n)
 	}
 }
