@@ -64,7 +64,8 @@ func (a *App) keychainFix(err error) error {
 	}
 	why = strings.TrimPrefix(why, keystore.ErrUnavailable.Error()+": ")
 	env := doctor.Env{Settings: a.Settings, Getenv: a.Getenv, ConfigFile: configFile(a)}
-	return &token.FixableError{Cause: fmt.Sprintf("the keychain cannot be reached (CGR_STORE=%s): %s", a.Settings.Store, why), Fix: env.StoreFileFix(), Err: err}
+	cause, fix := env.KeychainUnreachable(why)
+	return &token.FixableError{Cause: cause, Fix: fix, Err: err}
 }
 
 // UsageError marks a usage mistake: exit status 2, usage on stderr.

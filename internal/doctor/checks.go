@@ -246,8 +246,8 @@ func StoreCheck(e Env) Check {
 				return []Result{{Status: Fail, Saw: fmt.Sprintf("the file store cannot be used: %v", err),
 					Fix: fmt.Sprintf("make %s writable by you (mode 0700), or set CGR_STORE_DIR to a directory that is", e.Settings.StoreDir)}}
 			}
-			return []Result{{Status: Fail, Saw: fmt.Sprintf("the keychain cannot be reached (CGR_STORE=%s): %s", e.Settings.Store, trimErr(err, keystore.ErrUnavailable)),
-				Fix: e.StoreFileFix()}}
+			saw, fix := e.KeychainUnreachable(trimErr(err, keystore.ErrUnavailable))
+			return []Result{{Status: Fail, Saw: saw, Fix: fix}}
 		case errors.Is(err, fs.ErrPermission):
 			return []Result{{Status: Fail, Saw: err.Error(),
 				Fix: fmt.Sprintf("sudo chown -R $(id -u):$(id -g) %s", e.Settings.StoreDir)}}
@@ -274,6 +274,12 @@ func trimErr(err, sentinel error) string {
 // reads keys: one spelling.
 // Compiled on first use: package init runs on every `get`.
 var storeKeyRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(store)[ \t]*:`) })
+
+// KeychainUnreachable words a keychain that cannot be reached, for doctor and for every
+// user command: what was seen (why: the cause without keystore's prefix) and the fix.
+func (e Env) KeychainUnreachable(why string) (saw, fix string) {
+	return fmt.Sprintf("the keychain cannot be reached (CGR_STORE=%s): %s", e.Settings.Store, why), e.StoreFileFix()
+}
 
 // StoreFileFix is the persistent switch to the file store: `store: file` in the config.yaml
 // this program reads (an exported CGR_STORE does not reach a helper that Docker starts from
