@@ -106,7 +106,8 @@ func Parse(raw string) (*Token, error) {
 	var h map[string]json.RawMessage
 	var alg string
 	hb, err := base64.RawURLEncoding.DecodeString(head)
-	if err != nil || json.Unmarshal(hb, &h) != nil || json.Unmarshal(h["alg"], &alg) != nil {
+	// go-jose refuses a name given twice in the header or the claims, so Parse does too.
+	if err != nil || json.Unmarshal(hb, &h) != nil || members(hb) != len(h) || !claimInto(h["alg"], &alg) {
 		return nil, errors.New("not a JWT: unreadable header")
 	}
 	if !signatureAlg[alg] {
@@ -124,15 +125,21 @@ func Parse(raw string) (*Token, error) {
 	if err := json.Unmarshal(pb, &m); err != nil {
 		return nil, fmt.Errorf("JWT claims: %w", err)
 	}
+	if members(pb) != len(m) {
+		return nil, errors.New("JWT claims: a claim is named twice")
+	}
 	var c struct {
 		Issuer, Subject, Email string
 		Audience               audience
 		IssuedAt, Expiry       *numericDate
 	}
-	for name, dst := range map[string]any{"iss": &c.Issuer, "sub": &c.Subject, "email": &c.Email, "aud": &c.Audience, "iat": &c.IssuedAt, "exp": &c.Expiry} {
-		if v, ok := m[name]; ok {
-			if err := json.Unmarshal(v, dst); err != nil {
-				return nil, fmt.Errorf("JWT claims: %s: %w", name, err)
+	for _, cl := range [...]struct {
+		name string
+		dst  any
+	}{{"iss", &c.Issuer}, {"sub", &c.Subject}, {"email", &c.Email}, {"aud", &c.Audience}, {"iat", &c.IssuedAt}, {"exp", &c.Expiry}} {
+		if v, ok := m[cl.name]; ok && !claimInto(v, cl.dst) {
+			if err := json.Unmarshal(v, cl.dst); err != nil {
+				return nil, fmt.Errorf("JWT claims: %s: %w", cl.name, err)
 			}
 		}
 	}
@@ -144,6 +151,106 @@ func Parse(raw string) (*Token, error) {
 		t.IssuedAt = c.IssuedAt.time()
 	}
 	return t, nil
+}
+
+// claimInto reads a claim in the plain form every issuer writes (a string without escapes, a
+// list of such strings, a whole number of seconds) without encoding/json, and reports whether it
+// did; any other form is left to json.Unmarshal, which reads it as before. Written by hand because
+// json.Unmarshal's cost is per call (a validity scan, then reflection), and a get reads eight
+// small values of every token; FuzzParseAgreesWithJose holds the two readings to go-jose's.
+func claimInto(v json.RawMessage, dst any) bool {
+	switch d := dst.(type) {
+	case *string:
+		s, ok := plainString(v)
+		if ok {
+			*d = s
+		}
+		return ok
+	case *audience:
+		if s, ok := plainString(v); ok {
+			*d = audience{s}
+			return true
+		}
+		if len(v) < 2 || v[0] != '[' || v[len(v)-1] != ']' {
+			return false
+		}
+		var l audience
+		for e := range strings.SplitSeq(string(v[1:len(v)-1]), ",") {
+			s, ok := plainString([]byte(e))
+			if !ok {
+				return false
+			}
+			l = append(l, s)
+		}
+		*d = l
+		return true
+	case **numericDate:
+		// Up to 15 digits, no leading zero: exactly a float64, far below maxNumericDate.
+		if len(v) == 0 || len(v) > 15 || (v[0] == '0' && len(v) > 1) {
+			return false
+		}
+		var n int64
+		for _, c := range v {
+			if c < '0' || c > '9' {
+				return false
+			}
+			n = n*10 + int64(c-'0')
+		}
+		nd := numericDate(n)
+		*d = &nd
+		return true
+	}
+	return false
+}
+
+// members counts the names of the JSON object b (valid JSON, decoded before): fewer names in
+// the decoded map than here means one was given twice.
+func members(b []byte) int {
+	n, depth, inString, escaped := 0, 0, false, false
+	for _, c := range b {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			depth--
+		case c == ':' && depth == 1:
+			n++
+		}
+	}
+	return n
+}
+
+// plainString is the value of a JSON string with no escape, control or non-ASCII byte.
+func plainString(v []byte) (string, bool) {
+	if !isPlainString(v) {
+		return "", false
+	}
+	return string(v[1 : len(v)-1]), true
+}
+
+// isPlainString reports whether v is a JSON string with no escape, control or non-ASCII byte:
+// its value is the bytes between the quotes.
+func isPlainString(v []byte) bool {
+	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
+		return false
+	}
+	for _, c := range v[1 : len(v)-1] {
+		if c < 0x20 || c >= 0x80 || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // signatureAlg are the JWS algorithms a token may name (RFC 7518), as go-jose accepts them.
