@@ -8,6 +8,7 @@ package token
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -233,4 +234,60 @@ func normAud(t *Token) Token {
 		c.Audience = nil
 	}
 	return c
+}
+
+// FuzzDecodeTokenRecord: the token-record reader that skips encoding/json for json.Marshal's own
+// form reads whatever it accepts as json.Unmarshal does; the rest goes to json.Unmarshal.
+func FuzzDecodeTokenRecord(f *testing.F) {
+	for _, r := range marshalledRecordSeeds() {
+		b, _ := json.Marshal(r)
+		f.Add(b)
+	}
+	f.Add([]byte(`{"token":"a","expiry":"2026-12-04T18:36:06Z","skew_ns":01}`))
+	f.Add([]byte(`{"token":"a\u0062","expiry":"2026-12-04T18:36:06Z"}`))
+	f.Add([]byte(`{"token":"a","expiry":"2026-12-04T18:36:06Z","skew_ns":-0}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var fast tokenRecord
+		if !decodeMarshalledTokenRecord(b, &fast) {
+			return // decodeTokenRecord hands it to json.Unmarshal
+		}
+		var want tokenRecord
+		if err := json.Unmarshal(b, &want); err != nil {
+			t.Fatalf("the fast reader accepts %q, json.Unmarshal does not: %v", b, err)
+		}
+		if !reflect.DeepEqual(fast, want) {
+			t.Fatalf("readings of %q differ:\n fast %+v\n json %+v", b, fast, want)
+		}
+	})
+}
+
+func marshalledRecordSeeds() []tokenRecord {
+	return []tokenRecord{
+		{Token: "eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjF9.c2ln", Expiry: time.Unix(1900000000, 0).UTC()},
+		{Token: "a.b.c", Expiry: time.Date(2026, 12, 4, 18, 36, 6, 123456789, time.UTC), SkewNS: -1500},
+		{Token: "a.b.c", Expiry: time.Unix(1, 0).In(time.FixedZone("", 3600)), SkewNS: 7},
+		{Token: "", Expiry: time.Time{}},
+	}
+}
+
+// TestTokenRecordReadWithoutJSON: what Remember writes is what the fast reader reads (were the
+// writer's form to change, a warm get would quietly pay encoding/json again).
+func TestTokenRecordReadWithoutJSON(t *testing.T) {
+	for _, r := range marshalledRecordSeeds() {
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got tokenRecord
+		if !decodeMarshalledTokenRecord(b, &got) {
+			t.Fatalf("the fast reader does not take json.Marshal's %s", b)
+		}
+		if !got.Expiry.Equal(r.Expiry) || got.Token != r.Token || got.SkewNS != r.SkewNS {
+			t.Fatalf("read %+v from %s, want %+v", got, b, r)
+		}
+	}
+	var rec tokenRecord
+	if err := decodeTokenRecord([]byte(` {"token":"a\u0062","expiry":"2026-12-04T18:36:06Z"}`), &rec); err != nil || rec.Token != "ab" {
+		t.Fatalf("a record in another form is json.Unmarshal's: %+v, %v", rec, err)
+	}
 }
