@@ -291,3 +291,53 @@ func TestTokenRecordReadWithoutJSON(t *testing.T) {
 		t.Fatalf("a record in another form is json.Unmarshal's: %+v, %v", rec, err)
 	}
 }
+
+// FuzzDecodeObject: what flatObject reads (a JWT's header and claims as issuers write them), it
+// reads as json.Unmarshal into a map of raw values does, and it refuses a name given twice.
+func FuzzDecodeObject(f *testing.F) {
+	for _, s := range []string{
+		`{"alg":"RS256","kid":"bc3aabf0819849f9","typ":"JWT"}`,
+		`{"aud":["cgr.dev"],"email":"user@acme.example","email_verified":true,"exp":1796409366,"iat":1796322966,"iss":"http://127.0.0.1:42997","jti":"e5156138ba55941f","sub":"5a23b0c42949518aca16c16566756ff91c99bf3d"}`,
+		`{}`, `{"a":[]}`, `{"a":null,"b":false,"c":-0}`, `{"a":1,"a":2}`, `{"a":01}`, `{"a":1.5}`, `{"a":"\u0041"}`, `{ "a":1}`, `{"a":["x",]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, ok := flatObject(b)
+		if !ok {
+			return // decodeObject hands it to json.Unmarshal
+		}
+		var want map[string]json.RawMessage
+		if err := json.Unmarshal(b, &want); err != nil {
+			t.Fatalf("flatObject reads %q, json.Unmarshal does not: %v", b, err)
+		}
+		if members(b) != len(want) {
+			t.Fatalf("flatObject reads %q, which gives a name twice", b)
+		}
+		if len(fast) != len(want) {
+			t.Fatalf("%q: %d members read, json.Unmarshal reads %d", b, len(fast), len(want))
+		}
+		for k, v := range want {
+			if string(fast[k]) != string(v) {
+				t.Fatalf("%q: member %q is %q, json.Unmarshal reads %q", b, k, fast[k], v)
+			}
+		}
+	})
+}
+
+// TestIssuersTokensAreReadWithoutJSON: the header and claims an issuer writes take flatObject's
+// path (were it to fall back, a warm get would quietly pay encoding/json again).
+func TestIssuersTokensAreReadWithoutJSON(t *testing.T) {
+	for _, s := range []string{
+		`{"alg":"RS256","kid":"bc3aabf0819849f9","typ":"JWT"}`,
+		`{"aud":["cgr.dev"],"email":"user@acme.example","email_verified":true,"exp":1796409366,"iat":1796322966,"iss":"http://127.0.0.1:42997","jti":"e5156138ba55941f","sub":"5a23b0c42949518aca16c16566756ff91c99bf3d"}`,
+		`{"aud":"cgr.dev","exp":1796409366,"iat":1796322966,"iss":"https://issuer.enforce.dev","sub":"a/b"}`,
+	} {
+		if _, ok := flatObject([]byte(s)); !ok {
+			t.Errorf("flatObject does not read %s", s)
+		}
+	}
+	if _, err := decodeObject([]byte(`{"a":1, "a":2}`)); !errors.Is(err, errNamedTwice) {
+		t.Errorf("a name given twice, in a form for json.Unmarshal: %v", err)
+	}
+}

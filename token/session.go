@@ -454,22 +454,6 @@ func decodeMarshalledTokenRecord(b []byte, rec *tokenRecord) bool {
 	return true
 }
 
-// cutPlainString cuts a JSON string with no escape, control or non-ASCII byte off the front of
-// b, quotes included.
-func cutPlainString(b []byte) (str, rest []byte, ok bool) {
-	if len(b) == 0 || b[0] != '"' {
-		return nil, b, false
-	}
-	end := bytes.IndexByte(b[1:], '"') + 1
-	if end == 0 {
-		return nil, b, false
-	}
-	if !isPlainString(b[:end+1]) {
-		return nil, b, false
-	}
-	return b[:end+1], b[end+1:], true
-}
-
 // jsonInteger reports whether b is an integer in JSON's grammar: -?(0|[1-9][0-9]*).
 func jsonInteger(b []byte) bool {
 	b = bytes.TrimPrefix(b, []byte("-"))
