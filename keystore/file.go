@@ -70,14 +70,18 @@ func fileName(key string) string { return escapeName(key) + secretSuffix }
 
 // escapeName is fileName without the suffix; lock names use it too.
 func escapeName(key string) string {
+	const upperHex = "0123456789ABCDEF" // %02X, without fmt on every get
 	var b strings.Builder
+	b.Grow(len(key) + 32)
 	for i := 0; i < len(key); i++ {
 		c := key[i]
 		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
 			c == '.' || c == '_' || c == '@' || c == '-' {
 			b.WriteByte(c)
 		} else {
-			fmt.Fprintf(&b, "%%%02X", c)
+			b.WriteByte('%')
+			b.WriteByte(upperHex[c>>4])
+			b.WriteByte(upperHex[c&15])
 		}
 	}
 	if b.Len() > 200 {

@@ -510,3 +510,21 @@ func TestFileSetsSurviveTempSweeps(t *testing.T) {
 		t.Fatalf("%d of 1200 Sets failed while temp files were swept", n)
 	}
 }
+
+// TestFileNamesStayAsWritten: the escaping of keys into file names is what earlier versions
+// wrote (a changed name would lose every stored login), byte by byte.
+func TestFileNamesStayAsWritten(t *testing.T) {
+	if got, want := fileName("token/127.0.0.1:42997/cgr.dev"), "token%2F127.0.0.1%3A42997%2Fcgr.dev"+secretSuffix; got != want {
+		t.Fatalf("fileName = %q, want %q", got, want)
+	}
+	for c := 0; c < 256; c++ {
+		key := "a" + string([]byte{byte(c)}) + "b"
+		want := "a" + fmt.Sprintf("%%%02X", c) + "b"
+		if b := byte(c); b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || strings.IndexByte("._@-", b) >= 0 {
+			want = key
+		}
+		if got := escapeName(key); got != want {
+			t.Errorf("escapeName(%q) = %q, want %q", key, got, want)
+		}
+	}
+}
