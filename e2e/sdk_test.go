@@ -423,12 +423,14 @@ func TestSDKDifferential(t *testing.T) {
 	})
 	d.pair("refresh (get with a stale token)", sdk, helper, stsRefresh)
 
-	// Pull tokens: create, list, renew (a third of a 6 s life left), delete.
+	// Pull tokens: create, list, renew (a third of a 9 s life left), delete. The renewal gets
+	// 2.5 s before the old token expires: with 1.5 s (a 6 s life), a loaded CI machine once
+	// let it expire while the renewal ran.
 	var helperID string
-	helper = d.run(func() { helperID, _ = w.pullToken("--name", "ci", "--ttl", "6s", "--save") })
+	helper = d.run(func() { helperID, _ = w.pullToken("--name", "ci", "--ttl", "9s", "--save") })
 	sdkClients := func() iamv1.Clients { return d.iam(d.apiToken()) } // tokens live 4 s here
 	var sdkID string
-	sdk = d.run(func() { sdkID = d.sdkPullToken(sdkClients(), "ci", 6*time.Second) })
+	sdk = d.run(func() { sdkID = d.sdkPullToken(sdkClients(), "ci", 9*time.Second) })
 	d.pair("pull-token create", sdk, helper, iamv1.Roles_List_FullMethodName, iamv1.Identities_Create_FullMethodName, iamv1.RoleBindings_Create_FullMethodName)
 
 	helper = d.run(func() {
@@ -443,15 +445,15 @@ func TestSDKDifferential(t *testing.T) {
 	})
 	d.pair("pull-token list", sdk, helper, iamv1.Identities_List_FullMethodName)
 
-	time.Sleep(4500 * time.Millisecond)
+	time.Sleep(6500 * time.Millisecond)
 	helper = d.run(func() {
 		if user, _, r := w.get(d.emu.RegistryHost()); r.code != 0 || user == helperID {
-			t.Errorf("get to renew the pull token: exit %d, user %q (old %q)", r.code, user, helperID)
+			t.Errorf("get to renew the pull token: exit %d, user %q (old %q): %s %s", r.code, user, helperID, strings.TrimSpace(r.stdout), strings.TrimSpace(r.stderr))
 		}
 	})
 	sdk = d.run(func() {
 		old := sdkID
-		sdkID = d.sdkPullToken(sdkClients(), "ci", 6*time.Second)
+		sdkID = d.sdkPullToken(sdkClients(), "ci", 9*time.Second)
 		if _, err := sdkClients().Identities().Delete(ctx, &iamv1.DeleteIdentityRequest{Id: old}); err != nil {
 			t.Errorf("SDK delete: %v", err)
 		}
