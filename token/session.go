@@ -410,7 +410,6 @@ func decodeTokenRecord(b []byte, rec *tokenRecord) error {
 	if decodeMarshalledTokenRecord(b, rec) {
 		return nil
 	}
-	*rec = tokenRecord{}
 	return json.Unmarshal(b, rec)
 }
 
@@ -451,20 +450,6 @@ func decodeMarshalledTokenRecord(b []byte, rec *tokenRecord) bool {
 		return false
 	}
 	*rec = tokenRecord{Token: string(tok[1 : len(tok)-1]), Expiry: expiry, SkewNS: skew}
-	return true
-}
-
-// jsonInteger reports whether b is an integer in JSON's grammar: -?(0|[1-9][0-9]*).
-func jsonInteger(b []byte) bool {
-	b = bytes.TrimPrefix(b, []byte("-"))
-	if len(b) == 0 || (b[0] == '0' && len(b) > 1) {
-		return false
-	}
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
 	return true
 }
 

@@ -12,6 +12,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -170,30 +171,24 @@ func claimInto(v json.RawMessage, dst any) bool {
 			*d = audience{s}
 			return true
 		}
-		if len(v) < 2 || v[0] != '[' || v[len(v)-1] != ']' {
+		if len(v) == 0 || v[0] != '[' || flatValueLen(v) != len(v) {
 			return false
 		}
-		var l audience
-		for e := range strings.SplitSeq(string(v[1:len(v)-1]), ",") {
-			s, ok := plainString([]byte(e))
-			if !ok {
-				return false
-			}
-			l = append(l, s)
+		l := audience{}
+		for rest := v[1:]; len(rest) > 1; rest = rest[1:] { // "a","b"] then ,"b"] then ]
+			s, r, _ := cutPlainString(rest)
+			l, rest = append(l, string(s[1:len(s)-1])), r
 		}
 		*d = l
 		return true
 	case **numericDate:
-		// Up to 15 digits, no leading zero: exactly a float64, far below maxNumericDate.
-		if len(v) == 0 || len(v) > 15 || (v[0] == '0' && len(v) > 1) {
+		// Up to 15 digits: exactly a float64, far below maxNumericDate.
+		if len(v) > 15 || len(v) == 0 || v[0] == '-' || !jsonInteger(v) {
 			return false
 		}
-		var n int64
-		for _, c := range v {
-			if c < '0' || c > '9' {
-				return false
-			}
-			n = n*10 + int64(c-'0')
+		n, err := strconv.ParseInt(string(v), 10, 64)
+		if err != nil {
+			return false
 		}
 		nd := numericDate(n)
 		*d = &nd
@@ -299,23 +294,30 @@ func flatValueLen(b []byte) int {
 		}
 		return 0
 	case c == '-' || (c >= '0' && c <= '9'):
-		i := 0
-		if c == '-' {
-			i = 1
-		}
-		j := i
+		j := 1
 		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
 			j++
 		}
-		if j == i || (b[i] == '0' && j-i > 1) {
-			return 0
-		}
-		if j < len(b) && (b[j] == '.' || b[j] == 'e' || b[j] == 'E') {
-			return 0 // a fraction or an exponent: json.Unmarshal's
+		if !jsonInteger(b[:j]) || (j < len(b) && (b[j] == '.' || b[j] == 'e' || b[j] == 'E')) {
+			return 0 // not an integer, or one with a fraction or an exponent: json.Unmarshal's
 		}
 		return j
 	}
 	return 0
+}
+
+// jsonInteger reports whether b is an integer in JSON's grammar: -?(0|[1-9][0-9]*).
+func jsonInteger(b []byte) bool {
+	b = bytes.TrimPrefix(b, []byte("-"))
+	if len(b) == 0 || (b[0] == '0' && len(b) > 1) {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // cutPlainString cuts a JSON string with no escape, control or non-ASCII byte off the front of
