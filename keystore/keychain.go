@@ -90,8 +90,16 @@ func (k *keychain) del(ctx context.Context, user string) error {
 	return err
 }
 
-// errLockedFix is what a locked keychain reports, with the way out.
-var errLockedFix = fmt.Errorf("%w; unlock it (e.g. log in to the desktop) or set CGR_STORE=file", ErrLocked)
+// errLockedFix is what a locked keychain reports, with the way out. A type of its own rather
+// than fmt.Errorf's, so that no package initialisation formats it on every start.
+var errLockedFix error = lockedFixError{}
+
+type lockedFixError struct{}
+
+func (lockedFixError) Error() string {
+	return ErrLocked.Error() + "; unlock it (e.g. log in to the desktop) or set CGR_STORE=file"
+}
+func (lockedFixError) Unwrap() error { return ErrLocked }
 
 func (k *keychain) mapErr(ctx context.Context, err error) error {
 	switch {

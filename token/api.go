@@ -9,10 +9,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/lazy"
 )
 
 // apiTimeout bounds one platform API call when the caller's context has no sooner deadline.
@@ -20,10 +21,10 @@ const apiTimeout = 20 * time.Second
 
 // uidpRE matches an identity id (UIDP): a 40-hex root, then /16-hex per level.
 // Compiled on first use: package inits are paid by every `get`.
-var uidpRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-f]{40}(?:/[0-9a-f]{16})*$`) })
+var uidpRE = lazy.Regexp{Expr: `^[0-9a-f]{40}(?:/[0-9a-f]{16})*$`}
 
 // ValidIdentityID reports whether id is a well-formed identity id (UIDP).
-func ValidIdentityID(id string) bool { return uidpRE().MatchString(id) }
+func ValidIdentityID(id string) bool { return uidpRE.Get().MatchString(id) }
 
 // parentOf is the id one level up ("" for a root).
 func parentOf(id string) string {

@@ -17,14 +17,16 @@ func Command(args ...string) string {
 	return strings.Join(append([]string{config.AppName}, args...), " ")
 }
 
-// LoginCommand is the command that fixes a missing, expired or revoked session.
-var LoginCommand = Command("login")
-
-// DoctorCommand says what is wrong in detail and what to run.
-var DoctorCommand = Command("doctor")
-
-// SaveCommand stores a new pull token that get serves and renews.
-var SaveCommand = Command("pull-token", "create", "--save")
+// The commands named most often, as constants (Command's result for them) so that no
+// package initialisation builds them on every start.
+const (
+	// LoginCommand is the command that fixes a missing, expired or revoked session.
+	LoginCommand = config.AppName + " login"
+	// DoctorCommand says what is wrong in detail and what to run.
+	DoctorCommand = config.AppName + " doctor"
+	// SaveCommand stores a new pull token that get serves and renews.
+	SaveCommand = config.AppName + " pull-token create --save"
+)
 
 // ErrLoginRequired is wrapped by a *FixableError when only a new login can help (the session
 // expired, its refresh token was revoked or rejected, its identity is gone, it is damaged).

@@ -53,7 +53,15 @@ type Runner interface {
 }
 
 // errPending: the caller stopped waiting; the job is still at work and will save its result.
-var errPending = fmt.Errorf("still refreshing in the background: %w", context.DeadlineExceeded)
+// A type of its own rather than fmt.Errorf's, so that no package initialisation formats it.
+var errPending error = pendingError{}
+
+type pendingError struct{}
+
+func (pendingError) Error() string {
+	return "still refreshing in the background: " + context.DeadlineExceeded.Error()
+}
+func (pendingError) Unwrap() error { return context.DeadlineExceeded }
 
 // InProcess runs jobs in a goroutine of this process (tests; systems where a child cannot
 // take over a lock; and inside a job's own process).

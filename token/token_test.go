@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 )
 
 func TestFresh(t *testing.T) {
@@ -68,5 +70,32 @@ func TestIdentityTokenErrorsDoNotEchoTheToken(t *testing.T) {
 	_, err := identityToken(context.Background(), Deps{}, missing, "", "")
 	if err == nil || !strings.Contains(err.Error(), missing) || strings.Count(err.Error(), missing) != 1 {
 		t.Fatalf("error %v; want one naming the path once", err)
+	}
+}
+
+// The constants are what Command would build: they are written out only so that no package
+// initialisation builds them on every start.
+func TestCommandConstantsAreCommand(t *testing.T) {
+	for _, c := range []struct{ got, want string }{
+		{LoginCommand, Command("login")},
+		{DoctorCommand, Command("doctor")},
+		{SaveCommand, Command("pull-token", "create", "--save")},
+	} {
+		if c.got != c.want {
+			t.Errorf("%q, want %q", c.got, c.want)
+		}
+	}
+}
+
+// signatureAlg names exactly the algorithms go-jose verifies a token with.
+func TestSignatureAlgsAreJose(t *testing.T) {
+	want := map[string]bool{}
+	for _, a := range []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.ES256, jose.ES384, jose.ES512, jose.PS256, jose.PS384, jose.PS512, jose.EdDSA} {
+		want[string(a)] = true
+	}
+	for _, a := range []string{"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA", "HS256", "none", "rs256", "", "RS2566"} {
+		if signatureAlg(a) != want[a] {
+			t.Errorf("signatureAlg(%q) = %v", a, signatureAlg(a))
+		}
 	}
 }

@@ -11,12 +11,20 @@ import (
 )
 
 // protocolHelp says what each credential-helper action does: `get --help` explains the
-// protocol instead of "unknown command".
-var protocolHelp = map[string]string{
-	"get":   "reads a server URL on stdin and prints {\"ServerURL\",\"Username\",\"Secret\"} for a served registry, or `credentials not found in native keychain`",
-	"store": "reads {\"ServerURL\",\"Username\",\"Secret\"} on stdin and keeps a pull token (username = its identity id) or remembers a `_token` until it expires",
-	"erase": "reads a server URL on stdin and forgets the pull token, cached tokens and session held for it",
-	"list":  "prints {\"<host>\":\"<username>\"} for every served registry that has a credential",
+// protocol instead of "unknown command". A switch: a map literal is built by package
+// initialisation on every start.
+func protocolHelp(action string) string {
+	switch action {
+	case "get":
+		return "reads a server URL on stdin and prints {\"ServerURL\",\"Username\",\"Secret\"} for a served registry, or `credentials not found in native keychain`"
+	case "store":
+		return "reads {\"ServerURL\",\"Username\",\"Secret\"} on stdin and keeps a pull token (username = its identity id) or remembers a `_token` until it expires"
+	case "erase":
+		return "reads a server URL on stdin and forgets the pull token, cached tokens and session held for it"
+	case "list":
+		return "prints {\"<host>\":\"<username>\"} for every served registry that has a credential"
+	}
+	return ""
 }
 
 // protocolHelpCmd is a hidden command that only explains a protocol action: the action itself
@@ -30,7 +38,7 @@ func protocolHelpCmd(action string) *cobra.Command {
 other clients run: `+"`%s %s`"+` %s.
 
 Clients find the helper through "credHelpers" in their config (`+"`%s configure`"+` writes it).
-To try it by hand: printf cgr.dev | %s %s`, action, config.AppName, action, protocolHelp[action], config.AppName, config.AppName, action),
+To try it by hand: printf cgr.dev | %s %s`, action, config.AppName, action, protocolHelp(action), config.AppName, config.AppName, action),
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return &UsageError{fmt.Errorf("%s is a protocol action: run it alone, `%s %s`, with its input on stdin (see `%s %s --help`)", action, config.AppName, action, config.AppName, action)}

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/cgrtools/docker-credential-cgr/internal/safetext"
@@ -266,10 +267,18 @@ func unreadable(a Account, c Client, path string, err error) Finding {
 		Fix: fmt.Sprintf("fix or move %s, then run `%s configure`", path, HelperBinary)}
 }
 
-var clientNames = map[Client]string{
-	Docker:     "Docker",
-	Helm:       "helm",
-	Containers: "podman, skopeo and buildah",
+// clientName is how a person knows the client (a switch: a map literal is built by package
+// initialisation on every start).
+func clientName(c Client) string {
+	switch c {
+	case Docker:
+		return "Docker"
+	case Helm:
+		return "helm"
+	case Containers:
+		return "podman, skopeo and buildah"
+	}
+	return string(c)
 }
 
 // inspectDockerFormat: Docker (docker/cli configfile), go-containerregistry and helm
@@ -300,7 +309,7 @@ func inspectDockerFormat(a Account, c Client, path string, hosts []string, read 
 				continue
 			}
 			w.Findings = append(w.Findings, Finding{Level: Fail, Account: a.Name, Client: c, Path: path, Host: h,
-				Saw: fmt.Sprintf("no credHelpers entry for %s: %s does not ask %s", h, clientNames[c], HelperBinary),
+				Saw: fmt.Sprintf("no credHelpers entry for %s: %s does not ask %s", h, clientName(c), HelperBinary),
 				Fix: fmt.Sprintf("%s configure %s", HelperBinary, flag)})
 		default:
 			w.Findings = append(w.Findings, Finding{Level: Fail, Account: a.Name, Client: c, Path: path, Host: h,
@@ -320,7 +329,7 @@ func inspectDockerFormat(a Account, c Client, path string, hosts []string, read 
 			f.Saw = fmt.Sprintf("auths[%q] holds a static secret; unused while %s routes %s to the helper, but it rests on disk and expires unnoticed", s.key, routedBy(r.info.helpers[s.host]), s.host)
 		default:
 			f.Level = Fail
-			f.Saw = fmt.Sprintf("auths[%q] holds a static secret that %s uses instead of the helper", s.key, clientNames[c])
+			f.Saw = fmt.Sprintf("auths[%q] holds a static secret that %s uses instead of the helper", s.key, clientName(c))
 		}
 		w.Findings = append(w.Findings, f)
 	}
@@ -366,7 +375,7 @@ func CredsStoreFinding(a Account, c Client, path, store string, hosts []string) 
 			Fix: fmt.Sprintf("%s configure --%s --fix-shadowing", HelperBinary, c)}
 	}
 	saw := fmt.Sprintf("credsStore %q is the default store; crane, ko and cosign ask it for %s/<repo> before credHelpers; if it still holds an old login for %s, that login answers", store, hosts[0], strings.Join(hosts, ", "))
-	if c == Docker && desktopStores[store] {
+	if c == Docker && slices.Contains(desktopStores, store) {
 		saw += "; Docker Desktop writes this credsStore back when it starts, so deleting it does not last: erase the login instead"
 	}
 	return Finding{Level: Warn, Account: a.Name, Client: c, Path: path, CredsStore: store,

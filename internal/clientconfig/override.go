@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -110,21 +111,22 @@ func dockerEnvFindings(a Account, path string, hosts []string) []Finding {
 	return []Finding{{Level: Fail, Account: a.Name, Client: Docker, Path: "$" + DockerAuthConfigVar, Host: shadowing[0], Env: DockerAuthConfigVar, Saw: saw, Fix: fix}}
 }
 
-// desktopStores are the credsStore values Docker Desktop writes.
-var desktopStores = map[string]bool{"desktop": true, "desktop.exe": true}
+// desktopStores are the credsStore values Docker Desktop writes (a slice: a map literal is
+// built by package initialisation on every start, a get's included).
+var desktopStores = []string{"desktop", "desktop.exe"}
 
 // dockerDesktop reports whether Docker Desktop manages this Docker config: its credential
 // store is named in the file, or its helper is installed.
 func dockerDesktop(a Account, info fileInfo) bool {
-	if desktopStores[info.credsStore] {
+	if slices.Contains(desktopStores, info.credsStore) {
 		return true
 	}
 	for _, h := range info.helpers {
-		if desktopStores[h] {
+		if slices.Contains(desktopStores, h) {
 			return true
 		}
 	}
-	for name := range desktopStores {
+	for _, name := range desktopStores {
 		if _, ok := LookPath("docker-credential-"+name, a.env("PATH")); ok {
 			return true
 		}

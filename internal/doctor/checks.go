@@ -10,13 +10,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cgrtools/docker-credential-cgr/internal/clientconfig"
 	"github.com/cgrtools/docker-credential-cgr/internal/config"
+	"github.com/cgrtools/docker-credential-cgr/internal/lazy"
 	"github.com/cgrtools/docker-credential-cgr/keystore"
 )
 
@@ -273,7 +272,7 @@ func trimErr(err, sentinel error) string {
 // storeKeyRE matches a config.yaml line that sets the store (not store_dir), as config.Load
 // reads keys: one spelling.
 // Compiled on first use: package init runs on every `get`.
-var storeKeyRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(store)[ \t]*:`) })
+var storeKeyRE = lazy.Regexp{Expr: `^(store)[ \t]*:`}
 
 // KeychainUnreachable words a keychain that cannot be reached, for doctor and for every
 // user command: what was seen (why: the cause without keystore's prefix) and the fix.
@@ -309,7 +308,7 @@ func (e Env) StoreFileFix() string {
 	default:
 		key := ""
 		for _, line := range strings.Split(string(b), "\n") {
-			if m := storeKeyRE().FindStringSubmatch(line); m != nil {
+			if m := storeKeyRE.Get().FindStringSubmatch(line); m != nil {
 				key = m[1]
 			}
 		}
@@ -330,12 +329,12 @@ func (e Env) StoreFileFix() string {
 func shellQuote(s string) string { return clientconfig.ShellQuote(s) }
 
 // sudoCmdRE finds where a command of a credential helper starts in a fix.
-var sudoCmdRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile("(^|&& |; |\\| |`)(docker-credential-)") })
+var sudoCmdRE = lazy.Regexp{Expr: "(^|&& |; |\\| |`)(docker-credential-)"}
 
 // SudoFix is a fix for one of root's files, as the person who ran sudo types it: every
 // credential-helper command in it run with sudo; a fix in words is marked as root's.
 func SudoFix(fix string) string {
-	if out := sudoCmdRE().ReplaceAllString(fix, "${1}sudo ${2}"); out != fix {
+	if out := sudoCmdRE.Get().ReplaceAllString(fix, "${1}sudo ${2}"); out != fix {
 		return out
 	}
 	return "as root (sudo): " + fix

@@ -25,7 +25,7 @@ const (
 	checkTimeout      = 20 * time.Second // one network probe of a check
 )
 
-var relogin = token.Command("logout") + " && " + token.LoginCommand
+const relogin = config.AppName + " logout && " + token.LoginCommand
 
 const clockFix = "sudo timedatectl set-ntp true   # sync the clock with NTP (or: sudo chronyc makestep)"
 

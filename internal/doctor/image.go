@@ -10,11 +10,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"sync"
 
 	"github.com/cgrtools/docker-credential-cgr/internal/config"
+	"github.com/cgrtools/docker-credential-cgr/internal/lazy"
 	"github.com/cgrtools/docker-credential-cgr/internal/safetext"
 	"github.com/cgrtools/docker-credential-cgr/token"
 )
@@ -34,7 +34,7 @@ type Probe struct {
 }
 
 var (
-	identityRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([0-9a-f]{40})(?:/[0-9a-f]{16})+$`) })
+	identityRE = lazy.Regexp{Expr: `^([0-9a-f]{40})(?:/[0-9a-f]{16})+$`}
 	// registry error bodies: {"errors":[{"code","message"}]}
 )
 
@@ -235,7 +235,7 @@ func orgFix(p Probe) string {
 // username is <org>/<16 hex>; a Chainguard token's sub is that too for an identity (a
 // user's sub is a bare id that names no org).
 func tokenOrg(username, secret string) string {
-	if m := identityRE().FindStringSubmatch(username); m != nil {
+	if m := identityRE.Get().FindStringSubmatch(username); m != nil {
 		return m[1]
 	}
 	if username != "_token" {
@@ -255,7 +255,7 @@ func tokenOrg(username, secret string) string {
 	if json.Unmarshal(b, &c) != nil {
 		return ""
 	}
-	if m := identityRE().FindStringSubmatch(c.Sub); m != nil {
+	if m := identityRE.Get().FindStringSubmatch(c.Sub); m != nil {
 		return m[1]
 	}
 	return ""
@@ -480,11 +480,18 @@ func (ip *ImageProbe) run(ctx context.Context) ImageProbeResult {
 	return r
 }
 
-// stepWhere names where a pull stopped, for a person.
-var stepWhere = map[string]string{
-	"ping":     "the registry's /v2/ endpoint",
-	"token":    "the registry's token endpoint",
-	"manifest": "the manifest fetch",
+// stepWhere names where a pull stopped, for a person (a switch: a map literal is built by
+// package initialisation on every start).
+func stepWhere(step string) string {
+	switch step {
+	case "ping":
+		return "the registry's /v2/ endpoint"
+	case "token":
+		return "the registry's token endpoint"
+	case "manifest":
+		return "the manifest fetch"
+	}
+	return step
 }
 
 // Check is `doctor --image REF`: a real token request for REF with the credential the helper
@@ -520,10 +527,7 @@ func (ip *ImageProbe) Check() Check {
 		case r.Username != "":
 			who = "a request with pull token " + r.Username
 		}
-		where := stepWhere[p.Step]
-		if where == "" {
-			where = p.Step
-		}
+		where := stepWhere(p.Step)
 		saw := fmt.Sprintf("%s stopped at %s: %s", who, where, p.Cause)
 		if p.Code != "" {
 			saw += fmt.Sprintf(" [%d %s]", p.HTTPStatus, p.Code)

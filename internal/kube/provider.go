@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,8 +17,9 @@ import (
 const Group = "credentialprovider.kubelet.k8s.io"
 
 // apiVersions the plugin answers; the kubelet wants the answer in the request's version, and
-// the three versions share one schema.
-var apiVersions = map[string]bool{Group + "/v1": true, Group + "/v1beta1": true, Group + "/v1alpha1": true}
+// the three versions share one schema. A slice: a map literal is built by package
+// initialisation on every start.
+var apiVersions = []string{Group + "/v1", Group + "/v1beta1", Group + "/v1alpha1"}
 
 // Request is CredentialProviderRequest (credentialprovider.kubelet.k8s.io/v1).
 type Request struct {
@@ -115,7 +117,7 @@ func (p *Provider) Serve(ctx context.Context, in io.Reader, out io.Writer) error
 	if err := json.NewDecoder(io.LimitReader(in, 1<<20)).Decode(&req); err != nil {
 		return fmt.Errorf("reading the CredentialProviderRequest: %w", err)
 	}
-	if !apiVersions[req.APIVersion] || req.Kind != "CredentialProviderRequest" {
+	if !slices.Contains(apiVersions, req.APIVersion) || req.Kind != "CredentialProviderRequest" {
 		return fmt.Errorf("unsupported request %s %q (want %s/v1 CredentialProviderRequest)", req.APIVersion, req.Kind, Group)
 	}
 	if strings.TrimSpace(req.Image) == "" {

@@ -12,11 +12,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/lazy"
 )
 
 // DefaultSecretName is the Secret's name when none is given.
@@ -73,18 +73,16 @@ type SecretOptions struct {
 var (
 	// RFC 1123 subdomain (Secret names) and label (namespaces).
 	// Compiled on first use: every package init is paid by every `get`.
-	dnsSubdomain = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
-	})
-	dnsLabel = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`) })
+	dnsSubdomain = lazy.Regexp{Expr: `^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`}
+	dnsLabel     = lazy.Regexp{Expr: `^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`}
 )
 
 // ValidateNames checks a Secret name and namespace as the API server would.
 func ValidateNames(name, namespace string) error {
-	if name != "" && (len(name) > 253 || !dnsSubdomain().MatchString(name)) {
+	if name != "" && (len(name) > 253 || !dnsSubdomain.Get().MatchString(name)) {
 		return fmt.Errorf("secret name %q is not a valid Kubernetes name (lower-case letters, digits, '-' and '.')", name)
 	}
-	if namespace != "" && (len(namespace) > 63 || !dnsLabel().MatchString(namespace)) {
+	if namespace != "" && (len(namespace) > 63 || !dnsLabel.Get().MatchString(namespace)) {
 		return fmt.Errorf("namespace %q is not a valid Kubernetes namespace (lower-case letters, digits and '-')", namespace)
 	}
 	return nil
