@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/fsread"
 )
 
 const (
@@ -103,7 +105,7 @@ func (f *fileStore) Get(ctx context.Context, key string) ([]byte, error) {
 	if f.missing != nil {
 		return nil, fmt.Errorf("%q: %w", key, ErrNotFound)
 	}
-	b, err := os.ReadFile(f.path(key))
+	b, err := fsread.ReadFile(f.path(key))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%q: %w", key, ErrNotFound)
 	}
@@ -255,7 +257,7 @@ func (f *fileStore) DeleteAll(ctx context.Context) error {
 // It runs on every open (every get), so it reads names only, unsorted; a name is looked at
 // further only when it is a temp file's.
 func (f *fileStore) removeAbandonedTemps() {
-	d, err := os.Open(f.dir)
+	d, err := fsread.Open(f.dir)
 	if err != nil {
 		return
 	}
@@ -278,7 +280,7 @@ func syncDir(dir string) error {
 	if runtime.GOOS == "windows" {
 		return nil
 	}
-	d, err := os.Open(dir)
+	d, err := fsread.Open(dir)
 	if err != nil {
 		return nil
 	}

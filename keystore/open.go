@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/fsread"
 )
 
 const (
@@ -127,7 +129,7 @@ func (c chosenKeychain) Get(ctx context.Context, key string) ([]byte, error) {
 
 // chosen is the backend auto recorded in dir, or "" when it has stored nothing yet.
 func chosen(dir string) string {
-	b, err := os.ReadFile(filepath.Join(dir, chosenFile))
+	b, err := fsread.ReadFile(filepath.Join(dir, chosenFile))
 	if err != nil {
 		return ""
 	}

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/fsread"
 )
 
 // State files sit beside the secrets in the store directory and hold what is not secret
@@ -16,7 +18,7 @@ func statePath(dir, name string) string { return filepath.Join(dir, escapeName(n
 
 // ReadState returns the state file's content; an error wrapping fs.ErrNotExist when absent.
 func ReadState(dir, name string) ([]byte, error) {
-	return os.ReadFile(statePath(dir, name))
+	return fsread.ReadFile(statePath(dir, name))
 }
 
 // WriteState replaces the state file atomically (a temp file renamed over it).

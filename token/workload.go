@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/cgrtools/docker-credential-cgr/internal/fsread"
 	"github.com/cgrtools/docker-credential-cgr/keystore"
 )
 
@@ -174,7 +175,7 @@ func identityToken(ctx context.Context, d Deps, spec, literal, ci string) (strin
 	if looksLikeJWT(spec) {
 		return spec, nil
 	}
-	b, err := os.ReadFile(spec)
+	b, err := fsread.ReadFile(spec)
 	if err != nil {
 		if !looksLikePath(spec) {
 			// Not a JWT and not a path: it may be an opaque token. Never echo it.

@@ -14,6 +14,8 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+
+	"github.com/cgrtools/docker-credential-cgr/internal/fsread"
 )
 
 // Defaults, as the contract gives them.
@@ -60,13 +62,22 @@ type Settings struct {
 
 // ParseBool reads a yes/no setting: true, 1, yes, on, or false, 0, no, off (any case).
 func ParseBool(v string) (bool, error) {
-	switch strings.ToLower(strings.TrimSpace(v)) {
-	case "1", "t", "true", "y", "yes", "on":
-		return true, nil
-	case "0", "f", "false", "n", "no", "off":
-		return false, nil
+	if b, ok := parseBool(v); ok {
+		return b, nil
 	}
 	return false, fmt.Errorf("%q is not true or false", v)
+}
+
+// parseBool is ParseBool without the error: truthy asks it of six variables on every get,
+// most of them unset, and formatting an error for each was most of Load's work.
+func parseBool(v string) (value, ok bool) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "1", "t", "true", "y", "yes", "on":
+		return true, true
+	case "0", "f", "false", "n", "no", "off":
+		return false, true
+	}
+	return false, false
 }
 
 // Flags are the values given on the command line; empty means "not given".
@@ -213,8 +224,8 @@ func (s Settings) IssuerHost() string {
 }
 
 func truthy(v string) bool {
-	b, err := ParseBool(v)
-	return err == nil && b
+	b, ok := parseBool(v)
+	return ok && b
 }
 
 // endpoint validates an issuer or API URL: https, or http only on a loopback host.
@@ -331,7 +342,7 @@ const maxConfigFile = 1 << 20
 // cgr.dev token), or name a browser command this program runs. Otherwise the error, an
 // *untrustedError, says why in one line; nothing of the file is used.
 func readTrusted(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := fsread.Open(path)
 	if err != nil {
 		return nil, err
 	}
