@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,6 +26,7 @@ import (
 	"github.com/cgrtools/docker-credential-cgr/internal/cli"
 	"github.com/cgrtools/docker-credential-cgr/internal/config"
 	"github.com/cgrtools/docker-credential-cgr/internal/coredump"
+	"github.com/cgrtools/docker-credential-cgr/internal/lazy"
 	"github.com/cgrtools/docker-credential-cgr/keystore"
 	"github.com/cgrtools/docker-credential-cgr/token"
 )
@@ -113,7 +115,8 @@ func protocol(ctx context.Context, action string, stdin io.Reader, stdout, stder
 	if interactive && s.AutoLogin && !s.CI {
 		deadline = interactiveDeadline
 	}
-	ctx, cancel := context.WithTimeout(ctx, deadline)
+	// The deadline's timer starts only if something waits (lazy.WithDeadline).
+	ctx, cancel := lazy.WithDeadline(ctx, time.Now().Add(deadline))
 	defer cancel()
 	newDeps := detached(cli.DefaultNewDeps(stderr, getenv))
 	h := &credhelper.Helper{
@@ -172,12 +175,24 @@ func detached(newDeps func(context.Context, config.Settings) (token.Deps, error)
 		if err != nil {
 			return d, nil // in-process refreshes
 		}
-		env := append(os.Environ(),
-			"CGR_REGISTRY="+strings.Join(s.Registries, ","), "CGR_ISSUER="+s.Issuer, "CGR_API="+s.API,
-			"CGR_AUDIENCE="+s.Audience, "CGR_STORE="+d.Store.Kind(), "CGR_STORE_DIR="+s.StoreDir)
-		d.Runner = token.Exec{Exe: exe, Env: env}
+		d.Runner = childRunner{exe: exe, s: s, store: d.Store.Kind()}
 		return d, nil
 	}
+}
+
+// childRunner is token.Exec with the child's environment put together when a job starts:
+// a warm get starts none, and copying the environment was work on every get.
+type childRunner struct {
+	exe   string
+	s     config.Settings
+	store string
+}
+
+func (r childRunner) Run(ctx context.Context, d token.Deps, job token.Job, held []*keystore.Held) error {
+	env := append(os.Environ(),
+		"CGR_REGISTRY="+strings.Join(r.s.Registries, ","), "CGR_ISSUER="+r.s.Issuer, "CGR_API="+r.s.API,
+		"CGR_AUDIENCE="+r.s.Audience, "CGR_STORE="+r.store, "CGR_STORE_DIR="+r.s.StoreDir)
+	return token.Exec{Exe: r.exe, Env: env}.Run(ctx, d, job, held)
 }
 
 // refreshWorker is the child of token.Exec: it runs one job (kind, its argument) holding the
@@ -313,8 +328,9 @@ func settingsError(ctx context.Context, action string, loadErr error, stdin io.R
 }
 
 // valueFlags are the root command's persistent flags that take a value (internal/cli/root.go);
-// main_test.go holds this list to the command tree.
-var valueFlags = map[string]bool{"registry": true, "issuer": true, "api": true, "store": true}
+// main_test.go holds this list to the command tree. A slice: a map literal is built by
+// package initialisation on every start.
+var valueFlags = []string{"registry", "issuer", "api", "store"}
 
 // commandName is the user command that args name, found as cobra finds it: the first
 // argument that is neither a flag nor a flag's value, before any "--". It runs before every
@@ -326,7 +342,7 @@ func commandName(args []string) string {
 		case a == "--":
 			return ""
 		case strings.HasPrefix(a, "--"):
-			if name := a[2:]; !strings.Contains(name, "=") && valueFlags[name] {
+			if name := a[2:]; !strings.Contains(name, "=") && slices.Contains(valueFlags, name) {
 				i++ // --flag value
 			}
 		case a == "" || strings.HasPrefix(a, "-"):

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/spf13/pflag"
@@ -55,11 +56,11 @@ func TestValueFlagsMatchRoot(t *testing.T) {
 		}
 	})
 	for name := range got {
-		if !valueFlags[name] {
+		if !slices.Contains(valueFlags, name) {
 			t.Errorf("persistent flag --%s takes a value but is not in valueFlags", name)
 		}
 	}
-	for name := range valueFlags {
+	for _, name := range valueFlags {
 		if !got[name] {
 			t.Errorf("valueFlags names --%s, which is not a persistent flag taking a value", name)
 		}
