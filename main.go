@@ -27,6 +27,8 @@ import (
 	"github.com/cgrtools/docker-credential-cgr/internal/config"
 	"github.com/cgrtools/docker-credential-cgr/internal/coredump"
 	"github.com/cgrtools/docker-credential-cgr/internal/lazy"
+	// Maps the read-only image at once, before nearly all other packages are initialised.
+	_ "github.com/cgrtools/docker-credential-cgr/internal/prefault"
 	"github.com/cgrtools/docker-credential-cgr/keystore"
 	"github.com/cgrtools/docker-credential-cgr/token"
 )

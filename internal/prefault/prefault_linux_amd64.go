@@ -1,0 +1,77 @@
+package prefault
+
+import "unsafe"
+
+// syscall3 is a raw three-argument system call: r is the result, or -errno.
+func syscall3(trap, a1, a2, a3 uintptr) (r int64)
+
+const (
+	sysMadvise = 28
+	sysMincore = 27
+
+	madvPopulateRead = 22 // Linux 5.14 on; before it madvise says EINVAL and nothing happens
+
+	imageBase = 0x400000 // where the Go linker puts the ELF header of a linux/amd64 executable
+	pageSize  = 4096
+
+	ptLoad = 1
+	pfX    = 1
+	pfW    = 2
+
+	maxSegments = 4 // the Go linker makes two read-only ones: code, then rodata and tables
+)
+
+type segment struct{ start, end uintptr }
+
+func init() {
+	segs, n := imageSegments()
+	for _, s := range segs[:n] {
+		syscall3(sysMadvise, s.start, s.end-s.start, madvPopulateRead)
+	}
+}
+
+// imageSegments are the read-only PT_LOAD segments of this program as mapped, page-aligned,
+// or none when the program is not laid out as the Go linker lays out a non-PIE executable:
+// no mapped page at imageBase, no ELF header there, or no executable segment there that
+// holds this function.
+func imageSegments() (segs [maxSegments]segment, n int) {
+	var vec [1]byte
+	if syscall3(sysMincore, imageBase, pageSize, uintptr(unsafe.Pointer(&vec[0]))) != 0 {
+		return segs, 0 // nothing mapped there (a PIE, another linker, another -T)
+	}
+	hdr := unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(nil), imageBase)), pageSize)
+	if hdr[0] != 0x7f || hdr[1] != 'E' || hdr[2] != 'L' || hdr[3] != 'F' || hdr[4] != 2 /* 64-bit */ {
+		return segs, 0
+	}
+	phoff := le64(hdr[0x20:])
+	phentsize, phnum := uint64(le16(hdr[0x36:])), uint64(le16(hdr[0x38:]))
+	if phentsize != 56 || phnum > 16 || phoff > pageSize || phoff+phnum*phentsize > pageSize {
+		return segs, 0
+	}
+	self := funcPC(imageSegments)
+	ours := false
+	for i := range phnum {
+		ph := hdr[phoff+i*phentsize:]
+		typ, flags := le32(ph[0:]), le32(ph[4:])
+		vaddr, filesz := uintptr(le64(ph[16:])), uintptr(le64(ph[32:]))
+		if typ != ptLoad || flags&pfW != 0 || filesz == 0 || n == maxSegments {
+			continue
+		}
+		if flags&pfX != 0 && vaddr <= self && self < vaddr+filesz {
+			ours = true
+		}
+		segs[n] = segment{vaddr &^ (pageSize - 1), (vaddr + filesz + pageSize - 1) &^ (pageSize - 1)}
+		n++
+	}
+	if !ours {
+		return segs, 0
+	}
+	return segs, n
+}
+
+// funcPC is the entry of f: a func value points at a word holding it.
+func funcPC(f func() ([maxSegments]segment, int)) uintptr { return **(**uintptr)(unsafe.Pointer(&f)) }
+
+func le16(b []byte) uint16 { return uint16(b[0]) | uint16(b[1])<<8 }
+func le32(b []byte) uint32 { return uint32(le16(b)) | uint32(le16(b[2:]))<<16 }
+func le64(b []byte) uint64 { return uint64(le32(b)) | uint64(le32(b[4:]))<<32 }
