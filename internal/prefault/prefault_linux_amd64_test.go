@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // What imageSegments reads from the mapped ELF header is what debug/elf reads from the file:
@@ -75,5 +76,24 @@ func TestInitMappedTheImage(t *testing.T) {
 	}
 	if checked != 2 {
 		t.Fatalf("found %d read-only mappings of %s in smaps, want 2", checked, exe)
+	}
+}
+
+// The heap's next heapAhead bytes after mark are resident (mincore says so page by page):
+// the test binary itself allocates far less than that during its initialisation.
+func TestInitMappedTheHeapAhead(t *testing.T) {
+	start := uintptr(unsafe.Pointer(mark)) &^ (pageSize - 1)
+	vec := make([]byte, heapAhead/pageSize)
+	if r := syscall3(sysMincore, start, heapAhead, uintptr(unsafe.Pointer(&vec[0]))); r != 0 {
+		t.Fatalf("mincore: errno %d", -r)
+	}
+	missing := 0
+	for _, v := range vec {
+		if v&1 == 0 {
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Fatalf("%d of the %d pages after the mark are not resident", missing, len(vec))
 	}
 }
