@@ -45,8 +45,8 @@ func TestInitCostOfGet(t *testing.T) {
 			// Its initialisation is its work, and it must come before the rest: it maps the
 			// image the other packages' initialisation then runs in.
 			prefaultAt = seen
-			if b != 0 {
-				t.Errorf("%s allocates %d bytes at init", m[1], b)
+			if b > 64 {
+				t.Errorf("%s allocates %d bytes at init; it should allocate only its 64-byte mark", m[1], b)
 			}
 		case strings.HasPrefix(m[1], "github.com/cgrtools/docker-credential-cgr") || m[1] == "main":
 			t.Errorf("package %s is initialised on every get (%d bytes, %s allocs): build its values on first use, or as constants", m[1], b, m[3])
