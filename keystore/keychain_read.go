@@ -27,6 +27,7 @@ type directReads struct {
 	goKeyring
 	mu      sync.Mutex
 	session dbus.ObjectPath // "" until opened
+	opening *dbus.Call      // an OpenSession sent and not yet answered, or nil
 }
 
 func newKeyringAPI() keyringAPI { return &directReads{} }
@@ -52,6 +53,9 @@ func (d *directReads) read(service, user string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// OpenSession does not depend on the search, so both go out at once: the first read of
+	// a process (a warm get makes one) waits for one round trip to the daemon, not two.
+	d.startSession(conn)
 	var items []dbus.ObjectPath
 	err = conn.Object(secretsName, loginCollection).Call("org.freedesktop.Secret.Collection.SearchItems", 0,
 		map[string]string{"service": service, "username": user}).Store(&items)
@@ -72,16 +76,35 @@ func (d *directReads) read(service, user string) (string, error) {
 	return string(s.Value), nil
 }
 
+// startSession sends OpenSession unless a session is open or being opened.
+func (d *directReads) startSession(conn *dbus.Conn) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.session == "" && d.opening == nil {
+		d.opening = conn.Object(secretsName, secretsPath).Go("org.freedesktop.Secret.Service.OpenSession", 0, nil,
+			"plain", dbus.MakeVariant(""))
+	}
+}
+
+// openSession is the plain session of this process, waiting for the OpenSession that
+// startSession sent, or sending one.
 func (d *directReads) openSession(conn *dbus.Conn) (dbus.ObjectPath, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.session != "" {
 		return d.session, nil
 	}
+	call := d.opening
+	d.opening = nil
+	if call == nil {
+		call = conn.Object(secretsName, secretsPath).Call("org.freedesktop.Secret.Service.OpenSession", 0,
+			"plain", dbus.MakeVariant(""))
+	} else {
+		<-call.Done
+	}
 	var out dbus.Variant
 	var session dbus.ObjectPath
-	if err := conn.Object(secretsName, secretsPath).Call("org.freedesktop.Secret.Service.OpenSession", 0,
-		"plain", dbus.MakeVariant("")).Store(&out, &session); err != nil {
+	if err := call.Store(&out, &session); err != nil {
 		return "", err
 	}
 	d.session = session

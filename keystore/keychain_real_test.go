@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -292,17 +293,8 @@ func TestRealKeychainDirectReads(t *testing.T) {
 // monitor connection of its own (org.freedesktop.DBus.Monitoring, as dbus-monitor does).
 func countCalls(t *testing.T, conn *dbus.Conn, f func()) int {
 	t.Helper()
-	mon, err := dbus.ConnectSessionBus()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mon.Close()
-	rule := "type='method_call',sender='" + conn.Names()[0] + "'"
-	if err := mon.BusObject().Call("org.freedesktop.DBus.Monitoring.BecomeMonitor", 0, []string{rule}, uint32(0)).Err; err != nil {
-		t.Fatalf("BecomeMonitor: %v", err)
-	}
-	msgs := make(chan *dbus.Message, 256)
-	mon.Eavesdrop(msgs)
+	msgs, stop := eavesdrop(t, "type='method_call',sender='"+conn.Names()[0]+"'")
+	defer stop()
 	f()
 	// A marker call ends the count: everything before it has reached the monitor.
 	_ = conn.BusObject().Call("org.freedesktop.DBus.GetId", 0).Err
@@ -316,4 +308,67 @@ func countCalls(t *testing.T, conn *dbus.Conn, f func()) int {
 		}
 	}
 	return n
+}
+
+// The first read of a process sends OpenSession before the answer to its SearchItems comes
+// back: one round trip to the daemon for both, not two (a warm get makes one read).
+func TestRealKeychainFirstReadAsksForTheSessionAtOnce(t *testing.T) {
+	realKeyring(t)
+	const user = "test/pipelined"
+	if err := keyring.Set(Service, user, "v"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = keyring.Delete(Service, user) })
+	conn, err := dbus.SessionBus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	me := conn.Names()[0]
+	msgs, stop := eavesdrop(t, "type='method_call',sender='"+me+"'", "type='method_return',destination='"+me+"'")
+	defer stop()
+	d := &directReads{}
+	if v, err := d.read(Service, user); err != nil || v != "v" {
+		t.Fatalf("read: %q, %v", v, err)
+	}
+	_ = conn.BusObject().Call("org.freedesktop.DBus.GetId", 0).Err // marks the end
+	var seq []string
+	searchSerial := uint32(0)
+	for m := range msgs {
+		member, _ := m.Headers[dbus.FieldMember].Value().(string)
+		if member == "GetId" {
+			break
+		}
+		switch m.Type {
+		case dbus.TypeMethodCall:
+			if member == "SearchItems" {
+				searchSerial = m.Serial()
+			}
+			seq = append(seq, member)
+		case dbus.TypeMethodReply:
+			if rs, _ := m.Headers[dbus.FieldReplySerial].Value().(uint32); rs == searchSerial && rs != 0 {
+				seq = append(seq, "SearchItems answered")
+			}
+		}
+	}
+	want := []string{"OpenSession", "SearchItems", "SearchItems answered", "GetSecret"}
+	if !slices.Equal(seq, want) {
+		t.Fatalf("the first read's messages: %v, want %v", seq, want)
+	}
+}
+
+// eavesdrop is what the bus sees that matches rules, from a monitor connection of its own
+// (org.freedesktop.DBus.Monitoring, as dbus-monitor does), until stop closes it.
+func eavesdrop(t *testing.T, rules ...string) (msgs <-chan *dbus.Message, stop func()) {
+	t.Helper()
+	mon, err := dbus.ConnectSessionBus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mon.BusObject().Call("org.freedesktop.DBus.Monitoring.BecomeMonitor", 0, rules, uint32(0)).Err; err != nil {
+		_ = mon.Close()
+		t.Fatalf("BecomeMonitor: %v", err)
+	}
+	ch := make(chan *dbus.Message, 256)
+	mon.Eavesdrop(ch)
+	return ch, func() { _ = mon.Close() }
 }
