@@ -39,9 +39,10 @@ func init() {
 	for _, s := range segs[:n] {
 		syscall3(sysMadvise, s.start, s.end-s.start, madvPopulateRead)
 	}
-	// The heap's next pages, read and written soon, made present in one call. Where the
-	// range runs past what the runtime has mapped, the call stops there with an error, and
-	// the pages it did map are zero as the runtime expects fresh memory to be.
+	// The heap's next pages, read and written soon, made present in one call. Pages already
+	// in use are left as they are; those it maps are zero-filled, as fresh memory must be.
+	// Where the range runs past what the runtime has mapped, the call stops there with an
+	// error, which changes nothing.
 	mark = new([64]byte)
 	syscall3(sysMadvise, uintptr(unsafe.Pointer(mark))&^(pageSize-1), heapAhead, madvPopulateWrite)
 }
