@@ -16,8 +16,9 @@
 // heap pages are memory the process mostly goes on to use (91 of the 128 in a warm get).
 //
 // It imports nothing, so the runtime initialises it among the first packages (the Go spec
-// orders packages whose imports are done by import path). That is why the two system calls
-// it makes are written in assembly (one syscall stub), and why it finds the image from the ELF program headers
-// that the Go linker maps at the start of a non-PIE linux/amd64 binary (after mincore says
-// that page is mapped) rather than from debug/elf or /proc. Elsewhere it does nothing.
+// orders packages whose imports are done by import path). That is why its system call is a
+// stub in assembly, and why it finds the image from the program headers the kernel mapped,
+// as the auxiliary vector gives them (the runtime's getAuxv, which it offers to
+// golang.org/x/sys), rather than from debug/elf or /proc. It maps only segments of which one
+// holds its own code; anything else, and any platform but linux/amd64, and it does nothing.
 package prefault

@@ -1,13 +1,19 @@
 package prefault
 
-import "unsafe"
+import "unsafe" // and go:linkname
 
 // syscall3 is a raw three-argument system call: r is the result, or -errno.
 func syscall3(trap, a1, a2, a3 uintptr) (r int64)
 
+// runtimeAuxv is the auxiliary vector the kernel gave the process, as (tag, value) pairs:
+// the runtime keeps it and offers it by this name to golang.org/x/sys (go.dev/issue/67401).
+// It says where the kernel mapped the program headers, so no fixed address is assumed.
+//
+//go:linkname runtimeAuxv runtime.getAuxv
+func runtimeAuxv() []uintptr
+
 const (
 	sysMadvise = 28
-	sysMincore = 27
 
 	madvPopulateRead  = 22 // Linux 5.14 on; before it madvise says EINVAL and nothing happens
 	madvPopulateWrite = 23
@@ -17,10 +23,14 @@ const (
 	// pages (perf, three runs), one page fault each.
 	heapAhead = 512 << 10
 
-	imageBase = 0x400000 // where the Go linker puts the ELF header of a linux/amd64 executable
-	pageSize  = 4096
+	pageSize = 4096
+
+	atPhdr  = 3 // auxiliary vector: where the program headers are mapped
+	atPhent = 4 // the size of one
+	atPhnum = 5 // how many
 
 	ptLoad = 1
+	ptPhdr = 6
 	pfX    = 1
 	pfW    = 2
 
@@ -48,29 +58,38 @@ func init() {
 }
 
 // imageSegments are the read-only PT_LOAD segments of this program as mapped, page-aligned,
-// or none when the program is not laid out as the Go linker lays out a non-PIE executable:
-// no mapped page at imageBase, no ELF header there, or no executable segment there that
+// from the program headers the auxiliary vector points at (moved by the load bias of a PIE,
+// which PT_PHDR gives); none when they look wrong or when no executable segment among them
 // holds this function.
 func imageSegments() (segs [maxSegments]segment, n int) {
-	var vec [1]byte
-	if syscall3(sysMincore, imageBase, pageSize, uintptr(unsafe.Pointer(&vec[0]))) != 0 {
-		return segs, 0 // nothing mapped there (a PIE, another linker, another -T)
+	var phdr, phent, phnum uintptr
+	auxv := runtimeAuxv()
+	for i := 0; i+1 < len(auxv); i += 2 {
+		switch auxv[i] {
+		case atPhdr:
+			phdr = auxv[i+1]
+		case atPhent:
+			phent = auxv[i+1]
+		case atPhnum:
+			phnum = auxv[i+1]
+		}
 	}
-	hdr := unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(nil), imageBase)), pageSize)
-	if hdr[0] != 0x7f || hdr[1] != 'E' || hdr[2] != 'L' || hdr[3] != 'F' || hdr[4] != 2 /* 64-bit */ {
+	if phdr == 0 || phent != 56 || phnum == 0 || phnum > 64 {
 		return segs, 0
 	}
-	phoff := le64(hdr[0x20:])
-	phentsize, phnum := uint64(le16(hdr[0x36:])), uint64(le16(hdr[0x38:]))
-	if phentsize != 56 || phnum > 16 || phoff > pageSize || phoff+phnum*phentsize > pageSize {
-		return segs, 0
+	hdrs := unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(nil), phdr)), phnum*phent)
+	bias := uintptr(0)
+	for i := range phnum {
+		if ph := hdrs[i*phent:]; le32(ph) == ptPhdr {
+			bias = phdr - uintptr(le64(ph[16:]))
+		}
 	}
 	self := funcPC(imageSegments)
 	ours := false
 	for i := range phnum {
-		ph := hdr[phoff+i*phentsize:]
+		ph := hdrs[i*phent:]
 		typ, flags := le32(ph[0:]), le32(ph[4:])
-		vaddr, filesz := uintptr(le64(ph[16:])), uintptr(le64(ph[32:]))
+		vaddr, filesz := bias+uintptr(le64(ph[16:])), uintptr(le64(ph[32:]))
 		if typ != ptLoad || flags&pfW != 0 || filesz == 0 || n == maxSegments {
 			continue
 		}

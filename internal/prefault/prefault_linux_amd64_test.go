@@ -10,8 +10,9 @@ import (
 	"unsafe"
 )
 
-// What imageSegments reads from the mapped ELF header is what debug/elf reads from the file:
-// every read-only PT_LOAD, page-aligned.
+// What imageSegments reads from the mapped program headers is what debug/elf reads from the
+// file: every read-only PT_LOAD, page-aligned, moved by the load bias (the auxiliary vector's
+// AT_PHDR against the file's PT_PHDR; zero unless the test binary is a PIE).
 func TestImageSegmentsAreTheReadOnlyLoads(t *testing.T) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -22,15 +23,27 @@ func TestImageSegmentsAreTheReadOnlyLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	bias := uintptr(0)
+	auxv := runtimeAuxv()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_PHDR {
+			for i := 0; i+1 < len(auxv); i += 2 {
+				if auxv[i] == atPhdr {
+					bias = auxv[i+1] - uintptr(p.Vaddr)
+				}
+			}
+		}
+	}
 	var want []segment
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_LOAD && p.Flags&elf.PF_W == 0 && p.Filesz > 0 {
-			want = append(want, segment{uintptr(p.Vaddr) &^ (pageSize - 1), uintptr(p.Vaddr+p.Filesz+pageSize-1) &^ (pageSize - 1)})
+			v := bias + uintptr(p.Vaddr)
+			want = append(want, segment{v &^ (pageSize - 1), (v + uintptr(p.Filesz) + pageSize - 1) &^ (pageSize - 1)})
 		}
 	}
 	segs, n := imageSegments()
-	if len(want) != 2 || n != len(want) {
-		t.Fatalf("segments %v, the file's read-only loads %v (want two: code, then read-only data)", segs[:n], want)
+	if len(want) < 2 || n != len(want) {
+		t.Fatalf("segments %v, the file's read-only loads %v (want code and read-only data at least)", segs[:n], want)
 	}
 	for i := range want {
 		if segs[i] != want[i] {
@@ -39,45 +52,57 @@ func TestImageSegmentsAreTheReadOnlyLoads(t *testing.T) {
 	}
 }
 
-// The package's initialisation mapped the whole image: in /proc/self/smaps every read-only
-// mapping of this executable is resident in full. Without it a test binary runs a small part
-// of its code, and most of those pages are never mapped.
+// The package's initialisation mapped the whole image: in /proc/self/smaps every mapping
+// that holds a segment imageSegments names is resident in full. Without it a test binary
+// runs a small part of its code, and most of those pages are never mapped.
 func TestInitMappedTheImage(t *testing.T) {
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
+	segs, n := imageSegments()
+	if n < 2 {
+		t.Fatalf("imageSegments found %d segments", n)
 	}
 	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	type vma struct {
+		start, end uintptr
+		size, rss  int
+	}
+	var vmas []vma
 	sc := bufio.NewScanner(f)
-	var cur string // the mapping whose fields follow, when it is ours and read-only
-	var size int
-	checked := 0
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		switch {
-		case len(fields) >= 6 && strings.Contains(fields[0], "-"):
-			cur = ""
-			if fields[5] == exe && !strings.Contains(fields[1], "w") {
-				cur = fields[0] + " " + fields[1]
-			}
-		case cur != "" && fields[0] == "Size:":
-			size, _ = strconv.Atoi(fields[1])
-		case cur != "" && fields[0] == "Rss:":
-			rss, _ := strconv.Atoi(fields[1])
-			checked++
-			if rss < size {
-				t.Errorf("%s: %d of %d KB resident: not mapped in full", cur, rss, size)
-			}
+		case len(fields) >= 5 && strings.Contains(fields[0], "-"):
+			lo, hi, _ := strings.Cut(fields[0], "-")
+			s, _ := strconv.ParseUint(lo, 16, 64)
+			e, _ := strconv.ParseUint(hi, 16, 64)
+			vmas = append(vmas, vma{start: uintptr(s), end: uintptr(e)})
+		case len(vmas) > 0 && fields[0] == "Size:":
+			vmas[len(vmas)-1].size, _ = strconv.Atoi(fields[1])
+		case len(vmas) > 0 && fields[0] == "Rss:":
+			vmas[len(vmas)-1].rss, _ = strconv.Atoi(fields[1])
 		}
 	}
-	if checked != 2 {
-		t.Fatalf("found %d read-only mappings of %s in smaps, want 2", checked, exe)
+	for _, s := range segs[:n] {
+		covered := uintptr(0)
+		for _, v := range vmas {
+			if v.end <= s.start || v.start >= s.end {
+				continue
+			}
+			covered += min(v.end, s.end) - max(v.start, s.start)
+			if v.rss < v.size {
+				t.Errorf("%#x-%#x: %d of %d KB resident: not mapped in full", v.start, v.end, v.rss, v.size)
+			}
+		}
+		if covered != s.end-s.start {
+			t.Errorf("segment %#x-%#x: smaps covers %d of its %d bytes", s.start, s.end, covered, s.end-s.start)
+		}
 	}
 }
+
+const sysMincore = 27
 
 // The heap's next heapAhead bytes after mark are resident (mincore says so page by page):
 // the test binary itself allocates far less than that during its initialisation.
