@@ -18,8 +18,9 @@ import (
 // Service.Unlock of the item, GetSecret, Session.Close) and three for an absent one, and a
 // `get` reads two items on every docker pull. Here a read is Collection.SearchItems and
 // Item.GetSecret on a plain session opened once per process (the daemon closes it when the
-// process's connection goes), and an absent item is one SearchItems. It looks where
-// go-keyring writes (the "login" collection, with the attributes service and username), and
+// process's connection goes), and an absent item is one SearchItems (on a process's first
+// read its OpenSession goes out alongside, and the wait is still one round trip). It looks
+// where go-keyring writes (the "login" collection, with the attributes service and username), and
 // whatever it cannot read plainly goes to go-keyring's Get: a locked item (whose Unlock
 // prompts, bounded by the caller's deadline as before), a Secret Service without a "login"
 // collection (go-keyring then uses the default alias), any failure.
@@ -86,16 +87,18 @@ func (d *directReads) startSession(conn *dbus.Conn) {
 	}
 }
 
-// openSession is the plain session of this process, waiting for the OpenSession that
-// startSession sent, or sending one.
+// openSession is the plain session of this process, from the OpenSession that startSession
+// sent or from one sent now. The lock is not held while the daemon answers, so that one
+// slow answer does not hold up another read.
 func (d *directReads) openSession(conn *dbus.Conn) (dbus.ObjectPath, error) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.session != "" {
+		defer d.mu.Unlock()
 		return d.session, nil
 	}
 	call := d.opening
 	d.opening = nil
+	d.mu.Unlock()
 	if call == nil {
 		call = conn.Object(secretsName, secretsPath).Call("org.freedesktop.Secret.Service.OpenSession", 0,
 			"plain", dbus.MakeVariant(""))
@@ -107,6 +110,10 @@ func (d *directReads) openSession(conn *dbus.Conn) (dbus.ObjectPath, error) {
 	if err := call.Store(&out, &session); err != nil {
 		return "", err
 	}
-	d.session = session
-	return session, nil
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.session == "" {
+		d.session = session
+	}
+	return d.session, nil
 }
