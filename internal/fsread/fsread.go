@@ -34,7 +34,7 @@ func ReadFile(path string) ([]byte, error) {
 		case err == io.EOF:
 			return b, nil
 		case err != nil:
-			return nil, err
+			return b, err // as os.ReadFile: what was read, and why it stopped
 		case len(b) == cap(b):
 			b = slices.Grow(b, cap(b))
 		}
