@@ -4,6 +4,7 @@ package keystore
 
 import (
 	"errors"
+	"os"
 	"sync"
 
 	"github.com/godbus/dbus/v5"
@@ -24,11 +25,18 @@ import (
 // whatever it cannot read plainly goes to go-keyring's Get: a locked item (whose Unlock
 // prompts, bounded by the caller's deadline as before), a Secret Service without a "login"
 // collection (go-keyring then uses the default alias), any failure.
+//
+// Its connection is its own, dialled by dialPipelined (one round trip before the first
+// answer instead of six); a bus that will not take that is reached through godbus's shared
+// SessionBus, as go-keyring reaches it.
 type directReads struct {
 	goKeyring
 	mu      sync.Mutex
-	session dbus.ObjectPath // "" until opened
-	opening *dbus.Call      // an OpenSession sent and not yet answered, or nil
+	conn    *dbus.Conn      // nil until dialled, or after it closed
+	piped   *pipedConn      // conn, when dialPipelined dialled it
+	slow    bool            // a pipelined connection failed: use dbus.SessionBus
+	session dbus.ObjectPath // "" until opened on conn
+	opening *dbus.Call      // an OpenSession sent on conn and not yet answered, or nil
 }
 
 func newKeyringAPI() keyringAPI { return &directReads{} }
@@ -50,15 +58,55 @@ func (d *directReads) Get(service, user string) (string, error) {
 }
 
 func (d *directReads) read(service, user string) (string, error) {
-	conn, err := dbus.SessionBus()
+	conn, err := d.bus()
 	if err != nil {
 		return "", err
 	}
+	v, err := d.readOn(conn, service, user)
+	if err != nil {
+		d.mu.Lock()
+		if p := d.piped; p != nil && p.Conn == conn && !p.accepted() {
+			d.slow = true // the bus did not take the pipelined authentication
+		}
+		d.mu.Unlock()
+	}
+	return v, err
+}
+
+// bus is the connection reads go on: this process's pipelined one, dialled on first use
+// and again if it closed (a session lives as long as its connection, so it goes too), or
+// godbus's shared SessionBus once a pipelined one failed.
+func (d *directReads) bus() (*dbus.Conn, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.slow {
+		if d.conn != nil && d.conn.Connected() {
+			return d.conn, nil
+		}
+		d.conn, d.piped, d.session, d.opening = nil, nil, "", nil
+		p, err := dialPipelined(os.Getenv("DBUS_SESSION_BUS_ADDRESS"))
+		if err == nil {
+			d.conn, d.piped = p.Conn, p
+			return p.Conn, nil
+		}
+		d.slow = true
+	}
+	conn, err := dbus.SessionBus()
+	if err != nil {
+		return nil, err
+	}
+	if d.conn != conn {
+		d.conn, d.piped, d.session, d.opening = conn, nil, "", nil
+	}
+	return conn, nil
+}
+
+func (d *directReads) readOn(conn *dbus.Conn, service, user string) (string, error) {
 	// OpenSession does not depend on the search, so both go out at once: the first read of
 	// a process (a warm get makes one) waits for one round trip to the daemon, not two.
 	d.startSession(conn)
 	var items []dbus.ObjectPath
-	err = conn.Object(secretsName, loginCollection).Call("org.freedesktop.Secret.Collection.SearchItems", 0,
+	err := conn.Object(secretsName, loginCollection).Call("org.freedesktop.Secret.Collection.SearchItems", 0,
 		map[string]string{"service": service, "username": user}).Store(&items)
 	if err != nil {
 		return "", err
@@ -81,7 +129,7 @@ func (d *directReads) read(service, user string) (string, error) {
 func (d *directReads) startSession(conn *dbus.Conn) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.session == "" && d.opening == nil {
+	if d.conn == conn && d.session == "" && d.opening == nil {
 		d.opening = conn.Object(secretsName, secretsPath).Go("org.freedesktop.Secret.Service.OpenSession", 0, nil,
 			"plain", dbus.MakeVariant(""))
 	}
@@ -92,12 +140,14 @@ func (d *directReads) startSession(conn *dbus.Conn) {
 // slow answer does not hold up another read.
 func (d *directReads) openSession(conn *dbus.Conn) (dbus.ObjectPath, error) {
 	d.mu.Lock()
-	if d.session != "" {
-		defer d.mu.Unlock()
-		return d.session, nil
+	var call *dbus.Call
+	if d.conn == conn {
+		if d.session != "" {
+			defer d.mu.Unlock()
+			return d.session, nil
+		}
+		call, d.opening = d.opening, nil
 	}
-	call := d.opening
-	d.opening = nil
 	d.mu.Unlock()
 	if call == nil {
 		call = conn.Object(secretsName, secretsPath).Call("org.freedesktop.Secret.Service.OpenSession", 0,
@@ -112,6 +162,9 @@ func (d *directReads) openSession(conn *dbus.Conn) (dbus.ObjectPath, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.conn != conn {
+		return session, nil // conn closed meanwhile; the read on it fails or has its answer
+	}
 	if d.session == "" {
 		d.session = session
 	}

@@ -253,11 +253,8 @@ func TestRealKeychainDirectReads(t *testing.T) {
 		t.Fatalf("direct read of an absent item: %v, want keyring.ErrNotFound", err)
 	}
 
-	conn, err := dbus.SessionBus()
-	if err != nil {
-		t.Fatal(err)
-	}
-	calls := countCalls(t, conn, func() {
+	own, name := readerConn(t, d)
+	calls := countCalls(t, own, name, func() {
 		for range 3 {
 			if v, err := d.Get(Service, user); err != nil || v != "written by go-keyring" {
 				t.Fatalf("Get: %q, %v", v, err)
@@ -270,7 +267,11 @@ func TestRealKeychainDirectReads(t *testing.T) {
 	if calls != 3*2+1 {
 		t.Errorf("three reads and one absent item took %d D-Bus calls, want 7 (go-keyring: 3*7+3)", calls)
 	}
-	calls = countCalls(t, conn, func() { _, _ = goKeyring{}.Get(Service, user) })
+	conn, err := dbus.SessionBus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls = countCalls(t, conn, conn.Names()[0], func() { _, _ = goKeyring{}.Get(Service, user) })
 	if calls != 7 {
 		t.Errorf("go-keyring's Get took %d calls; the comment on directReads says 7", calls)
 	}
@@ -289,11 +290,29 @@ func TestRealKeychainDirectReads(t *testing.T) {
 	}
 }
 
-// countCalls counts the method calls this process sends on conn while f runs, with a
-// monitor connection of its own (org.freedesktop.DBus.Monitoring, as dbus-monitor does).
-func countCalls(t *testing.T, conn *dbus.Conn, f func()) int {
+// readerConn is d's own connection, dialled now, and its unique name on the bus.
+func readerConn(t *testing.T, d *directReads) (*dbus.Conn, string) {
 	t.Helper()
-	msgs, stop := eavesdrop(t, "type='method_call',sender='"+conn.Names()[0]+"'")
+	conn, err := d.bus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.piped == nil {
+		t.Fatal("directReads is not on a connection of its own (dialPipelined failed)")
+	}
+	var name string
+	if err := (<-d.piped.hello.Done).Store(&name); err != nil {
+		t.Fatalf("Hello: %v", err)
+	}
+	return conn, name
+}
+
+// countCalls counts the method calls this process sends on conn (whose unique name is
+// name) while f runs, with a monitor connection of its own (org.freedesktop.DBus.Monitoring,
+// as dbus-monitor does).
+func countCalls(t *testing.T, conn *dbus.Conn, name string, f func()) int {
+	t.Helper()
+	msgs, stop := eavesdrop(t, "type='method_call',sender='"+name+"'")
 	defer stop()
 	f()
 	// A marker call ends the count: everything before it has reached the monitor.
@@ -319,14 +338,10 @@ func TestRealKeychainFirstReadAsksForTheSessionAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = keyring.Delete(Service, user) })
-	conn, err := dbus.SessionBus()
-	if err != nil {
-		t.Fatal(err)
-	}
-	me := conn.Names()[0]
+	d := &directReads{}
+	conn, me := readerConn(t, d)
 	msgs, stop := eavesdrop(t, "type='method_call',sender='"+me+"'", "type='method_return',destination='"+me+"'")
 	defer stop()
-	d := &directReads{}
 	if v, err := d.read(Service, user); err != nil || v != "v" {
 		t.Fatalf("read: %q, %v", v, err)
 	}

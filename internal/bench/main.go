@@ -71,8 +71,9 @@ func main() {
 	gcr := flag.String("gcr", ".cache/bin/docker-credential-gcr", "docker-credential-gcr for the comparison (scripts/competitors.sh; empty: none)")
 	compare := flag.Bool("compare", true, "add the \"Compared with other helpers\" section")
 	only := flag.Bool("compare-only", false, "run only the comparison section")
+	keychainOnly := flag.Bool("keychain-only", false, "run only the keychain rows (to compare two builds, one run each)")
 	flag.Parse()
-	b := &bench{n: *n, ecr: *ecr, gcr: *gcr, doCompare: *compare, compareOnly: *only}
+	b := &bench{n: *n, ecr: *ecr, gcr: *gcr, doCompare: *compare, compareOnly: *only, keychainOnly: *keychainOnly}
 	if err := b.run(*helper, *micro, *benchtime, *hist); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -89,6 +90,7 @@ type bench struct {
 
 	ecr, gcr               string // the other helpers (compare.go)
 	doCompare, compareOnly bool
+	keychainOnly           bool
 }
 
 type row struct{ measure, cgr, baseline, ratio, target, met string }
@@ -120,6 +122,14 @@ func (b *bench) run(helper, micro, benchtime string, hist bool) error {
 			fmt.Println()
 			fmt.Println(n)
 		}
+		return nil
+	}
+	if b.keychainOnly {
+		step("keychain get vs docker-credential-secretservice")
+		if err := b.keychain(); err != nil {
+			return fmt.Errorf("keychain get: %w", err)
+		}
+		b.print()
 		return nil
 	}
 	floor, err := b.buildFloor(false)
