@@ -1,10 +1,8 @@
 // Package prefault maps the program's read-only image (its code, and the read-only data and
 // tables after it) into the process in one madvise(MADV_POPULATE_READ) call each, at the
 // start of package initialisation, instead of one page fault per 64 KB as the code runs; and
-// the heap's 2 MB region in use as one transparent huge page (MADV_COLLAPSE, Linux 6.1 on),
-// with the next region too when the 512 KB a warm get allocates runs into it, instead of a
-// fault per 4 KB page as the allocator hands them out. Where huge pages are refused, the
-// next 512 KB of the heap are made present in one MADV_POPULATE_WRITE.
+// the next 512 KB of the heap in one MADV_POPULATE_WRITE, instead of a fault per page as the
+// allocator hands them out.
 //
 // A protocol action is a process per pull that lives for about ten milliseconds, and most of
 // that is spent starting: the runtime and the initialisation of every package linked touch
@@ -14,12 +12,8 @@
 // 21 to 34 µs, while MADV_POPULATE_READ maps all 2,185 pages of the image in 0.2 to 0.45 ms
 // (docs/BENCH.md has the runs). On a machine where faults are cheap it changes little either
 // way. The image's pages are in the page cache already and shared with every other run, so
-// mapping them allocates nothing, though they now count in the process's resident size.
-// The heap's huge page is real memory, 2 MB (4 MB when it takes the next region) for a
-// process that lives a few milliseconds, where 4 KB pages would have held about 0.4 MB: it
-// is there because even a present 4 KB page costs a trap on its first touch in such a VM
-// (2 to 10 µs each, measured), and a huge page is one mapping for 512 of them. A warm get
-// went from 1.65x to 1.45x the exec floor with it (docs/BENCH.md).
+// mapping them allocates nothing, though they now count in the process's resident size; the
+// heap pages are memory the process mostly goes on to use (91 of the 128 in a warm get).
 //
 // It imports nothing, so the runtime initialises it among the first packages (the Go spec
 // orders packages whose imports are done by import path). That is why its system call is a

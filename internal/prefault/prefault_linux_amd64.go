@@ -15,18 +15,15 @@ func runtimeAuxv() []uintptr
 const (
 	sysMadvise = 28
 
-	madvHugepage      = 14
 	madvPopulateRead  = 22 // Linux 5.14 on; before it madvise says EINVAL and nothing happens
 	madvPopulateWrite = 23
-	madvCollapse      = 25 // Linux 6.1 on
 
-	// heapAhead is how much of the heap after the first object allocated here a warm get
-	// goes on to use: its allocations after this point touched 91 of these 128 pages (perf,
-	// three runs).
+	// heapAhead is how much of the heap after the first object allocated here is mapped
+	// writable at once. A warm get's allocations after this point touched 91 of these 128
+	// pages (perf, three runs), one page fault each.
 	heapAhead = 512 << 10
 
 	pageSize = 4096
-	hugePage = 2 << 20
 
 	atPhdr  = 3 // auxiliary vector: where the program headers are mapped
 	atPhent = 4 // the size of one
@@ -52,33 +49,12 @@ func init() {
 	for _, s := range segs[:n] {
 		syscall3(sysMadvise, s.start, s.end-s.start, madvPopulateRead)
 	}
+	// The heap's next pages, read and written soon, made present in one call. Pages already
+	// in use are left as they are; those it maps are zero-filled, as fresh memory must be.
+	// Where the range runs past what the runtime has mapped, the call stops there with an
+	// error, which changes nothing.
 	mark = new([64]byte)
-	heap(uintptr(unsafe.Pointer(mark)))
-}
-
-// heap makes the heap from m on present before the allocator hands it out: the 2 MB
-// region that holds m as one huge page (MADV_COLLAPSE copies the pages in use into it and
-// zero-fills the rest), and the next region too, as a fresh huge page, when the stretch a
-// warm get uses runs into it. Every first touch of a 4 KB page costs a fault, or where the
-// hypervisor shadows page tables a trap even when the page is present (2 to 10 µs each
-// here), and a huge page is one entry for 512 of them.
-//
-// Where that is refused (a kernel before 6.1, transparent huge pages off for the process,
-// as GODEBUG=disablethp=1 makes them, or no free huge page: EINVAL, EAGAIN, ENOMEM), the
-// next heapAhead bytes are made present as 4 KB pages in one MADV_POPULATE_WRITE. Pages in
-// use keep their contents either way; any range that runs past what the runtime has mapped
-// fails there with an error, which changes nothing.
-func heap(m uintptr) {
-	region := m &^ (hugePage - 1)
-	if syscall3(sysMadvise, region, hugePage, madvCollapse) < 0 {
-		syscall3(sysMadvise, m&^(pageSize-1), heapAhead, madvPopulateWrite)
-		return
-	}
-	if next := region + hugePage; m+heapAhead > next {
-		if syscall3(sysMadvise, next, hugePage, madvHugepage) == 0 {
-			syscall3(sysMadvise, next, hugePage, madvPopulateWrite)
-		}
-	}
+	syscall3(sysMadvise, uintptr(unsafe.Pointer(mark))&^(pageSize-1), heapAhead, madvPopulateWrite)
 }
 
 // imageSegments are the read-only PT_LOAD segments of this program as mapped, page-aligned,
