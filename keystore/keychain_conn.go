@@ -8,9 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net"
-	"os"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,38 +16,47 @@ import (
 	"github.com/godbus/dbus/v5"
 )
 
-// dialPipelined connects to the session bus at address the way sd-bus (libsystemd) does:
-// the whole authentication ("\0AUTH EXTERNAL <uid>\r\nBEGIN\r\n") goes out with the
-// Hello call in one write, and the Hello reply is not waited for, so the first call made on
-// the connection is answered after one round trip to the bus. godbus's own Connect spends
-// five before its first call can leave (AUTH to list the mechanisms, AUTH EXTERNAL, an empty
+// dialPipelined connects to the session bus at address without waiting on it: the whole
+// authentication ("\0AUTH EXTERNAL\r\nDATA\r\nBEGIN\r\n") goes out with the Hello call
+// in one write, and the Hello reply is not waited for, so the first call made on the
+// connection is answered after one round trip to the bus. godbus's own Connect spends five
+// before its first call can leave (AUTH to list the mechanisms, AUTH EXTERNAL, an empty
 // DATA, NEGOTIATE_UNIX_FD, BEGIN with a waited-for Hello) and offers no option to shorten
-// them; the D-Bus specification lets a client send its commands without waiting for each
-// reply.
+// them.
+//
+// The authentication is sd-bus's (libsystemd): EXTERNAL with no initial response, so the
+// bus takes the credentials of the socket itself (a uid written out would be refused in a
+// user namespace, where the bus sees another one), the empty DATA it then asks for, and
+// BEGIN, all in one write. sd-bus then waits for the OK before its Hello; here Hello and
+// the first calls follow at once. dbus-daemon (the keychain tests run on it) and
+// dbus-broker both take that, reading each command in order; the specification has BEGIN
+// follow the OK, so a bus that read it strictly would refuse, and the fallback below would
+// apply.
 //
 // Written by hand because godbus cannot be told to pipeline, and no other Go D-Bus client
 // is kept up: godbus runs its usual conversation against authPipe, which answers it
-// locally and sends the real one once godbus says BEGIN. Only a unix socket address is
-// dialled this way (EXTERNAL is what a session bus asks of one); for anything else it
-// says errFastBus. A bus that refuses EXTERNAL fails the first calls (with errFastBus, or
-// with the write or read error of a bus that hung up first), and accepted then says false:
-// the caller goes on through godbus's SessionBus.
+// locally and sends the real one once godbus says BEGIN. Only a unix socket address on
+// Linux is dialled this way (on the BSDs libdbus expects credentials sent with the NUL
+// byte); for anything else it says errFastBus. A bus that refuses fails the first calls
+// (with errFastBus, or with the write or read error of a bus that hung up first), and
+// accepted then says false: the caller goes on through godbus's SessionBus.
 func dialPipelined(address string) (*pipedConn, error) {
 	path, ok := unixBusPath(address)
-	if !ok {
+	if !ok || runtime.GOOS != "linux" {
 		return nil, errFastBus
 	}
 	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		return nil, err
 	}
-	p := &authPipe{c: c, r: bufio.NewReader(c), uid: strconv.Itoa(os.Geteuid())}
+	p := &authPipe{c: c, r: bufio.NewReader(c)}
 	conn, err := dbus.NewConn(p)
 	if err != nil {
 		_ = c.Close()
 		return nil, err
 	}
-	if err := conn.Auth([]dbus.Auth{dbus.AuthExternal(p.uid)}); err != nil {
+	// godbus's conversation goes to authPipe alone, which ignores what EXTERNAL would send.
+	if err := conn.Auth([]dbus.Auth{dbus.AuthExternal("")}); err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
@@ -81,12 +88,14 @@ func unixBusPath(address string) (string, bool) {
 		return "", false
 	}
 	var path, abstract string
+	seen := map[string]bool{}
 	for kv := range strings.SplitSeq(rest, ",") {
 		k, v, _ := strings.Cut(kv, "=")
 		u, err := dbus.UnescapeBusAddressValue(v)
-		if err != nil {
-			return "", false
+		if err != nil || seen[k] {
+			return "", false // a key twice: godbus and libdbus take the first; leave it to them
 		}
+		seen[k] = true
 		switch k {
 		case "path":
 			path = u
@@ -100,7 +109,7 @@ func unixBusPath(address string) (string, bool) {
 	switch {
 	case path != "" && abstract == "":
 		return path, true
-	case abstract != "" && path == "" && runtime.GOOS == "linux":
+	case abstract != "" && path == "":
 		return "@" + abstract, true
 	}
 	return "", false
@@ -109,13 +118,13 @@ func unixBusPath(address string) (string, bool) {
 // authPipe stands between godbus and the socket. Until godbus writes BEGIN it answers
 // godbus's authentication itself (REJECTED EXTERNAL to the mechanism list, OK to AUTH
 // EXTERNAL); at BEGIN it queues the real conversation, which leaves with godbus's next
-// write (Hello). On the way in, the bus's answer to that conversation (one "OK <guid>"
-// line) is read and checked before the first message is passed on: any other answer closes
-// the connection with errFastBus, so every call waiting on it fails rather than hangs.
+// write (Hello). On the way in, the bus's answer to that conversation (a DATA line asking
+// for the empty response, then "OK <guid>") is read and checked before the first message
+// is passed on: any other answer closes the connection with errFastBus, so every call
+// waiting on it fails rather than hangs.
 type authPipe struct {
-	c   *net.UnixConn
-	r   *bufio.Reader
-	uid string
+	c *net.UnixConn
+	r *bufio.Reader
 
 	mu      sync.Mutex
 	state   int          // authNul … authDone
@@ -140,11 +149,15 @@ func (p *authPipe) Write(b []byte) (int, error) {
 	p.mu.Lock()
 	if p.state == authDone {
 		out := b
-		if p.pending != nil {
+		if p.pending == nil {
+			p.mu.Unlock() // a write that blocks must not hold up the reader
+		} else {
+			// The first write keeps p.mu, so that nothing goes ahead of the conversation;
+			// the bus has nothing to send before it reads it.
+			defer p.mu.Unlock()
 			out = append(p.pending, b...)
 			p.pending = nil
 		}
-		p.mu.Unlock()
 		if _, err := p.c.Write(out); err != nil {
 			return 0, err
 		}
@@ -162,7 +175,7 @@ func (p *authPipe) Write(b []byte) (int, error) {
 		p.local.WriteString("OK " + localGUID + "\r\n")
 		p.state = authBegin
 	case p.state == authBegin && line == "BEGIN\r\n":
-		p.pending = []byte("\x00AUTH EXTERNAL " + hex.EncodeToString([]byte(p.uid)) + "\r\nBEGIN\r\n")
+		p.pending = []byte("\x00AUTH EXTERNAL\r\nDATA\r\nBEGIN\r\n")
 		p.state = authDone
 	default:
 		return 0, errFastBus
@@ -181,16 +194,39 @@ func (p *authPipe) Read(b []byte) (int, error) {
 	}
 	p.mu.Unlock()
 	if !p.ok.Load() { // only godbus's reading goroutine reads, so no other sets it meanwhile
-		line, err := p.r.ReadSlice('\n')
-		if err != nil {
+		if err := p.readOK(); err != nil {
 			return 0, err
-		}
-		if !bytes.HasPrefix(line, []byte("OK ")) || !bytes.HasSuffix(line, []byte("\r\n")) {
-			return 0, errFastBus
 		}
 		p.ok.Store(true)
 	}
 	return p.r.Read(b)
+}
+
+// readOK reads the bus's answer to the conversation: an optional "DATA" line (the bus
+// asking for EXTERNAL's response, which the empty DATA sent already gives), then "OK"
+// and the bus's GUID, 32 hex digits.
+func (p *authPipe) readOK() error {
+	for i := 0; ; i++ {
+		line, err := p.r.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		text, ok := bytes.CutSuffix(line, []byte("\r\n"))
+		if !ok {
+			return errFastBus
+		}
+		if i == 0 && (bytes.Equal(text, []byte("DATA")) || bytes.HasPrefix(text, []byte("DATA "))) {
+			continue
+		}
+		guid, ok := bytes.CutPrefix(text, []byte("OK "))
+		if !ok || len(guid) != 32 {
+			return errFastBus
+		}
+		if _, err := hex.Decode(make([]byte, 16), guid); err != nil {
+			return errFastBus
+		}
+		return nil
+	}
 }
 
 func (p *authPipe) Close() error { return p.c.Close() }

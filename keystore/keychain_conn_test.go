@@ -6,13 +6,12 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"net"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,6 +30,7 @@ func TestUnixBusPath(t *testing.T) {
 		{"tcp:host=127.0.0.1,port=1;unix:path=/run/a", "", false}, // only the first is tried
 		{"unix:tmpdir=/tmp", "", false},
 		{"unix:path=/a,abstract=/b", "", false},
+		{"unix:path=/a,path=/b", "", false}, // godbus and libdbus take the first: left to them
 		{"unix:path=%zz", "", false},
 		{"unix:", "", false},
 		{"", "", false},
@@ -86,7 +86,7 @@ func (b *fakeBus) serve(want int, refusal string) <-chan served {
 			return
 		}
 		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 		r := bufio.NewReader(c)
 		for !bytes.HasSuffix([]byte(s.auth), []byte("BEGIN\r\n")) {
 			line, err := r.ReadString('\n')
@@ -109,7 +109,7 @@ func (b *fakeBus) serve(want int, refusal string) <-chan served {
 			s.calls = append(s.calls, m)
 		}
 		var out bytes.Buffer
-		out.WriteString("OK 0123456789abcdef0123456789abcdef\r\n")
+		out.WriteString("DATA\r\nOK 0123456789abcdef0123456789abcdef\r\n") // as dbus-daemon answers
 		for i, m := range s.calls {
 			reply := &dbus.Message{Type: dbus.TypeMethodReply, Headers: map[dbus.HeaderField]dbus.Variant{
 				dbus.FieldReplySerial: dbus.MakeVariant(m.Serial()),
@@ -156,7 +156,8 @@ func TestPipelinedConnSendsAllBeforeAnyAnswer(t *testing.T) {
 	if s.err != nil {
 		t.Fatalf("the bus: %v", s.err)
 	}
-	if want := "\x00AUTH EXTERNAL " + hex.EncodeToString([]byte(strconv.Itoa(os.Geteuid()))) + "\r\nBEGIN\r\n"; s.auth != want {
+	// No uid: the bus takes the socket's credentials (in a user namespace it sees another uid).
+	if want := "\x00AUTH EXTERNAL\r\nDATA\r\nBEGIN\r\n"; s.auth != want {
 		t.Errorf("authentication %q, want %q", s.auth, want)
 	}
 	var members []string
@@ -169,31 +170,78 @@ func TestPipelinedConnSendsAllBeforeAnyAnswer(t *testing.T) {
 	}
 }
 
-// A bus that refuses EXTERNAL fails the calls waiting on the connection (with errFastBus, or
-// with a broken pipe when it hung up before the answer was read) and does not hang them,
-// and directReads goes over to godbus's SessionBus.
+// A bus that refuses EXTERNAL fails the read on that connection (with errFastBus, or with a
+// broken pipe when it hung up before the answer was read) and does not hang it; directReads
+// closes the connection and reads on godbus's SessionBus from then on.
 func TestPipelinedConnRefused(t *testing.T) {
 	b := newFakeBus(t)
 	got := b.serve(0, "REJECTED DBUS_COOKIE_SHA1\r\n")
 	t.Setenv("DBUS_SESSION_BUS_ADDRESS", b.addr)
 	d := &directReads{}
-	done := make(chan error, 1)
-	go func() { _, err := d.read(Service, "u"); done <- err }()
-	select {
-	case err := <-done:
-		if err == nil || errors.Is(err, keyring.ErrNotFound) {
-			t.Fatalf("read on a refusing bus: %v, want a failure", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("read on a refusing bus hung")
+	conn, err := d.bus()
+	if err != nil || d.piped == nil {
+		t.Fatalf("bus: %v (pipelined: %v)", err, d.piped != nil)
+	}
+	_, err = d.readOn(conn, Service, "u")
+	if err == nil || errors.Is(err, keyring.ErrNotFound) {
+		t.Fatalf("read on a refusing bus: %v, want a failure", err)
 	}
 	if s := <-got; s.err != nil {
 		t.Fatalf("the bus: %v", s.err)
 	}
-	d.mu.Lock()
-	slow := d.slow
-	d.mu.Unlock()
-	if !slow {
-		t.Error("after a refusal directReads still dials its own connection")
+	if !d.refused(conn) {
+		t.Fatal("refused: false for a connection the bus refused")
+	}
+	if d.piped != nil || !d.slow || conn.Connected() {
+		t.Errorf("after a refusal: pipelined %v, slow %v, connected %v; want none, true, false", d.piped != nil, d.slow, conn.Connected())
+	}
+}
+
+// An accepted connection is not taken for a refused one when a read on it fails.
+func TestPipelinedConnAcceptedIsNotRefused(t *testing.T) {
+	b := newFakeBus(t)
+	got := b.serve(1, "")
+	p, err := dialPipelined(b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	if err := (<-p.hello.Done).Err; err != nil {
+		t.Fatalf("Hello: %v", err)
+	}
+	_ = p.Close() // a read on it now fails
+	if s := <-got; s.err != nil {
+		t.Fatalf("the bus: %v", s.err)
+	}
+	d := &directReads{conn: p.Conn, piped: p}
+	if d.refused(p.Conn) || d.slow {
+		t.Error("an accepted connection was taken for a refused one")
+	}
+}
+
+// What the bus may answer to the conversation: a DATA line asking for EXTERNAL's response,
+// at most once, then OK and a GUID of 32 hex digits.
+func TestAuthPipeReadsTheBusAnswer(t *testing.T) {
+	const guid = "0123456789abcdef0123456789abcdef"
+	for _, c := range []struct {
+		in string
+		ok bool
+	}{
+		{"DATA\r\nOK " + guid + "\r\n", true},
+		{"OK " + guid + "\r\n", true},
+		{"DATA 00\r\nOK " + guid + "\r\n", true},
+		{"DATA\r\nDATA\r\nOK " + guid + "\r\n", false},
+		{"OK \r\n", false},
+		{"OK " + guid[:31] + "\r\n", false},
+		{"OK " + strings.Repeat("z", 32) + "\r\n", false},
+		{"OK " + guid + "\n", false},
+		{"REJECTED EXTERNAL\r\n", false},
+		{"ERROR\r\n", false},
+		{"", false},
+	} {
+		p := &authPipe{r: bufio.NewReader(strings.NewReader(c.in))}
+		if err := p.readOK(); (err == nil) != c.ok {
+			t.Errorf("answer %q: %v, want accepted %v", c.in, err, c.ok)
+		}
 	}
 }

@@ -63,14 +63,29 @@ func (d *directReads) read(service, user string) (string, error) {
 		return "", err
 	}
 	v, err := d.readOn(conn, service, user)
-	if err != nil {
-		d.mu.Lock()
-		if p := d.piped; p != nil && p.Conn == conn && !p.accepted() {
-			d.slow = true // the bus did not take the pipelined authentication
+	if err != nil && d.refused(conn) {
+		// The bus did not take the pipelined authentication: this read, and every later
+		// one, on godbus's SessionBus.
+		if conn, err = d.bus(); err != nil {
+			return "", err
 		}
-		d.mu.Unlock()
+		return d.readOn(conn, service, user)
 	}
 	return v, err
+}
+
+// refused says whether conn is a pipelined connection the bus did not authenticate, and
+// if so closes it and turns d to godbus's SessionBus.
+func (d *directReads) refused(conn *dbus.Conn) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p := d.piped
+	if p == nil || p.Conn != conn || p.accepted() {
+		return false
+	}
+	_ = p.Close()
+	d.slow, d.conn, d.piped, d.session, d.opening = true, nil, nil, "", nil
+	return true
 }
 
 // bus is the connection reads go on: this process's pipelined one, dialled on first use
@@ -78,23 +93,28 @@ func (d *directReads) read(service, user string) (string, error) {
 // godbus's shared SessionBus once a pipelined one failed.
 func (d *directReads) bus() (*dbus.Conn, error) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if !d.slow {
 		if d.conn != nil && d.conn.Connected() {
+			defer d.mu.Unlock()
 			return d.conn, nil
 		}
+		// Under d.mu: dialPipelined waits for no answer from the bus.
 		d.conn, d.piped, d.session, d.opening = nil, nil, "", nil
 		p, err := dialPipelined(os.Getenv("DBUS_SESSION_BUS_ADDRESS"))
 		if err == nil {
+			defer d.mu.Unlock()
 			d.conn, d.piped = p.Conn, p
 			return p.Conn, nil
 		}
 		d.slow = true
 	}
-	conn, err := dbus.SessionBus()
+	d.mu.Unlock()
+	conn, err := dbus.SessionBus() // a whole handshake: not under d.mu
 	if err != nil {
 		return nil, err
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.conn != conn {
 		d.conn, d.piped, d.session, d.opening = conn, nil, "", nil
 	}

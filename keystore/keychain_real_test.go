@@ -387,3 +387,29 @@ func eavesdrop(t *testing.T, rules ...string) (msgs <-chan *dbus.Message, stop f
 	mon.Eavesdrop(ch)
 	return ch, func() { _ = mon.Close() }
 }
+
+// A read whose pipelined connection the bus refuses is made again on godbus's SessionBus,
+// at once. (SessionBus is the process's shared connection, made here by keyring.Set before
+// the address is pointed at a refusing bus; a real bus that refuses pipelining is
+// TestPipelinedConnRefused's fake.)
+func TestRealKeychainReadAfterARefusal(t *testing.T) {
+	realKeyring(t)
+	const user = "test/refused"
+	if err := keyring.Set(Service, user, "v"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = keyring.Delete(Service, user) })
+	b := newFakeBus(t)
+	got := b.serve(0, "REJECTED DBUS_COOKIE_SHA1\r\n")
+	t.Setenv("DBUS_SESSION_BUS_ADDRESS", b.addr)
+	d := &directReads{}
+	if v, err := d.read(Service, user); err != nil || v != "v" {
+		t.Fatalf("read: %q, %v; want the item through SessionBus", v, err)
+	}
+	if s := <-got; s.err != nil {
+		t.Fatalf("the refusing bus: %v", s.err)
+	}
+	if !d.slow {
+		t.Error("directReads did not turn to SessionBus")
+	}
+}
