@@ -7,40 +7,57 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"strings"
-	"sync"
-	"sync/atomic"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 )
 
-// dialPipelined connects to the session bus at address without waiting on it: the whole
-// authentication ("\0AUTH EXTERNAL\r\nDATA\r\nBEGIN\r\n") goes out with the Hello call
-// in one write, and the Hello reply is not waited for, so the first call made on the
-// connection is answered after one round trip to the bus. godbus's own Connect spends five
-// before its first call can leave (AUTH to list the mechanisms, AUTH EXTERNAL, an empty
-// DATA, NEGOTIATE_UNIX_FD, BEGIN with a waited-for Hello) and offers no option to shorten
-// them.
+// wireReader is a connection of its own to the session bus on which directReads looks
+// items up, speaking the few messages it needs itself (keychain_wire.go) and waiting on the
+// bus as little as the protocol allows:
 //
-// The authentication is sd-bus's (libsystemd): EXTERNAL with no initial response, so the
-// bus takes the credentials of the socket itself (a uid written out would be refused in a
-// user namespace, where the bus sees another one), the empty DATA it then asks for, and
-// BEGIN, all in one write. sd-bus then waits for the OK before its Hello; here Hello and
-// the first calls follow at once. dbus-daemon (the keychain tests run on it) and
-// dbus-broker both take that, reading each command in order; the specification has BEGIN
-// follow the OK, so a bus that read it strictly would refuse, and the fallback below would
-// apply.
+//   - The authentication is sd-bus's (libsystemd): EXTERNAL with no initial response, so
+//     the bus takes the credentials of the socket itself (a uid written out would be
+//     refused in a user namespace, where the bus sees another one), the empty DATA it then
+//     asks for, and BEGIN. sd-bus then waits for the OK before its Hello; here Hello, the
+//     OpenSession and the first SearchItems follow in the same write. dbus-daemon (the
+//     keychain tests run on it) and dbus-broker both take that, reading each command in
+//     order; the specification has BEGIN follow the OK, so a bus that read it strictly
+//     would refuse, and the caller then goes on through godbus's SessionBus.
+//   - So the first lookup of a process waits for one round trip before it knows the item,
+//     and one more for its secret (GetSecret needs the session's path). godbus's Connect
+//     alone waits for five (AUTH to list the mechanisms, AUTH EXTERNAL, an empty DATA,
+//     NEGOTIATE_UNIX_FD, BEGIN with Hello) and offers no option to shorten them.
 //
-// Written by hand because godbus cannot be told to pipeline, and no other Go D-Bus client
-// is kept up: godbus runs its usual conversation against authPipe, which answers it
-// locally and sends the real one once godbus says BEGIN. Only a unix socket address on
-// Linux is dialled this way (on the BSDs libdbus expects credentials sent with the NUL
-// byte); for anything else it says errFastBus. A bus that refuses fails the first calls
-// (with errFastBus, or with the write or read error of a bus that hung up first), and
-// accepted then says false: the caller goes on through godbus's SessionBus.
-func dialPipelined(address string) (*pipedConn, error) {
+// Only a unix socket address on Linux is dialled this way (on the BSDs libdbus expects
+// credentials sent with the NUL byte); for anything else dialWire says errFastBus. Its
+// calls are made one at a time (directReads holds its lock across one), each bounded by
+// wireTimeout, and any message that is not the reply it waits for (NameAcquired, the
+// Hello reply) is passed over.
+type wireReader struct {
+	c       *net.UnixConn
+	r       *bufio.Reader
+	serial  uint32
+	started bool   // the conversation, Hello and OpenSession have been sent
+	ok      bool   // the bus answered the authentication with OK
+	name    string // the unique name, once Hello's reply went by
+	session string // the plain session's path, once opened
+	broken  error  // once a call failed on the connection, every later one does
+}
+
+// wireTimeout bounds one lookup on the connection. The store's own deadline (within) is
+// the one a caller sees; this one ends a read that nobody waits for any more.
+const wireTimeout = 30 * time.Second
+
+// errFastBus: the bus cannot be used by wireReader; godbus's own Connect may still reach it.
+var errFastBus = errors.New("the session bus does not take a pipelined EXTERNAL authentication")
+
+func dialWire(address string) (*wireReader, error) {
 	path, ok := unixBusPath(address)
 	if !ok || runtime.GOOS != "linux" {
 		return nil, errFastBus
@@ -49,38 +66,167 @@ func dialPipelined(address string) (*pipedConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &authPipe{c: c, r: bufio.NewReader(c)}
-	conn, err := dbus.NewConn(p)
-	if err != nil {
-		_ = c.Close()
-		return nil, err
-	}
-	// godbus's conversation goes to authPipe alone, which ignores what EXTERNAL would send.
-	if err := conn.Auth([]dbus.Auth{dbus.AuthExternal("")}); err != nil {
-		_ = conn.Close()
-		return nil, err
-	}
-	// The bus answers Hello before anything sent after it; a bus that refuses it closes
-	// the connection, and the caller's first call fails.
-	return &pipedConn{Conn: conn, hello: conn.BusObject().Go("org.freedesktop.DBus.Hello", 0, nil), pipe: p}, nil
+	return &wireReader{c: c, r: bufio.NewReaderSize(c, 4096)}, nil
 }
 
-// pipedConn is a connection dialPipelined made.
-type pipedConn struct {
-	*dbus.Conn
-	hello *dbus.Call // the Hello call, whose answer (the unique name) nobody waits for
-	pipe  *authPipe
-}
+func (w *wireReader) Close() error { return w.c.Close() }
 
 // accepted says whether the bus answered the authentication with OK.
-func (c *pipedConn) accepted() bool { return c.pipe.ok.Load() }
+func (w *wireReader) accepted() bool { return w.ok }
 
-// errFastBus: the bus could not be reached by dialPipelined; godbus's own Connect may still
-// reach it.
-var errFastBus = errors.New("the session bus does not take a pipelined EXTERNAL authentication")
+func (w *wireReader) next() uint32 { w.serial++; return w.serial }
+
+// lookup is the secret of the first item of the "login" collection with these attributes,
+// or found false. A Secret Service error (a locked item, no such collection) is a
+// *wireError; the caller hands those to go-keyring.
+func (w *wireReader) lookup(attrs [][2]string) (secret []byte, found bool, err error) {
+	if w.broken != nil {
+		return nil, false, w.broken
+	}
+	fatal := false // an error reply to Hello or OpenSession leaves the connection unusable too
+	defer func() {
+		var we *wireError
+		if err != nil && (fatal || !errors.As(err, &we)) {
+			w.broken = err
+			_ = w.c.Close()
+		}
+	}()
+	if err := w.c.SetDeadline(time.Now().Add(wireTimeout)); err != nil {
+		return nil, false, err
+	}
+	var out []byte
+	var hello, open uint32
+	if !w.started {
+		out = append(out, "\x00AUTH EXTERNAL\r\nDATA\r\nBEGIN\r\n"...)
+		hello = w.next()
+		out = appendCall(out, hello, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "Hello", callBody{})
+		open = w.next()
+		out = appendCall(out, open, secretsName, secretsPath, "org.freedesktop.Secret.Service", "OpenSession", openSessionBody())
+		w.started = true
+	}
+	search := w.next()
+	out = appendCall(out, search, secretsName, loginCollection, "org.freedesktop.Secret.Collection", "SearchItems", searchBody(attrs))
+	if _, err := w.c.Write(out); err != nil {
+		return nil, false, err
+	}
+	if !w.ok {
+		if err := w.readOK(); err != nil {
+			return nil, false, err
+		}
+		w.ok = true
+	}
+	var items []string
+	for pending := 1 + btoi(open != 0); pending > 0; {
+		r, err := w.readReply()
+		if err != nil {
+			return nil, false, err
+		}
+		switch {
+		case hello != 0 && r.replySerial == hello:
+			if w.name, err = decodeString(r); err != nil {
+				fatal = true
+				return nil, false, fmt.Errorf("Hello: %w", err)
+			}
+		case open != 0 && r.replySerial == open:
+			if w.session, err = decodeOpenSession(r); err != nil {
+				fatal = true
+				return nil, false, fmt.Errorf("OpenSession: %w", err)
+			}
+			pending--
+		case r.replySerial == search:
+			if items, err = decodePaths(r); err != nil {
+				return nil, false, fmt.Errorf("SearchItems: %w", err)
+			}
+			pending--
+		}
+	}
+	if len(items) == 0 {
+		return nil, false, nil
+	}
+	get := w.next()
+	out = appendCall(out[:0], get, secretsName, items[0], "org.freedesktop.Secret.Item", "GetSecret", pathBody(w.session))
+	if _, err := w.c.Write(out); err != nil {
+		return nil, false, err
+	}
+	for {
+		r, err := w.readReply()
+		if err != nil {
+			return nil, false, err
+		}
+		if r.replySerial == get {
+			v, err := decodeSecret(r)
+			if err != nil {
+				return nil, false, fmt.Errorf("GetSecret: %w", err)
+			}
+			return v, true, nil
+		}
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// readReply is the next method return or error; signals and calls to us are passed over.
+func (w *wireReader) readReply() (reply, error) {
+	for {
+		h, err := w.r.Peek(16)
+		if err != nil {
+			return reply{}, err
+		}
+		n, err := wireLen(h)
+		if err != nil {
+			return reply{}, err
+		}
+		m := make([]byte, n)
+		if _, err := io.ReadFull(w.r, m); err != nil {
+			return reply{}, err
+		}
+		r, err := parseReply(m)
+		if err != nil {
+			return reply{}, err
+		}
+		if r.typ == msgReturn || r.typ == msgError {
+			return r, nil
+		}
+	}
+}
+
+// readOK reads the bus's answer to the conversation: an optional "DATA" line (the bus
+// asking for EXTERNAL's response, which the empty DATA sent already gives), then "OK"
+// and the bus's GUID, 32 hex digits. Anything else is errFastBus.
+func (w *wireReader) readOK() error {
+	for i := 0; ; i++ {
+		line, err := w.r.ReadSlice('\n')
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				return errFastBus
+			}
+			return err
+		}
+		text, ok := bytes.CutSuffix(line, []byte("\r\n"))
+		if !ok {
+			return errFastBus
+		}
+		if i == 0 && (bytes.Equal(text, []byte("DATA")) || bytes.HasPrefix(text, []byte("DATA "))) {
+			continue
+		}
+		guid, ok := bytes.CutPrefix(text, []byte("OK "))
+		if !ok || len(guid) != 32 {
+			return errFastBus
+		}
+		if _, err := hex.Decode(make([]byte, 16), guid); err != nil {
+			return errFastBus
+		}
+		return nil
+	}
+}
 
 // unixBusPath is the socket of the first address in a D-Bus address list when it is a
-// unix path or (on Linux) an abstract one, written as Go's net package names it.
+// unix path or an abstract one, written as Go's net package names it.
 func unixBusPath(address string) (string, bool) {
 	first, _, _ := strings.Cut(address, ";")
 	rest, ok := strings.CutPrefix(first, "unix:")
@@ -114,119 +260,3 @@ func unixBusPath(address string) (string, bool) {
 	}
 	return "", false
 }
-
-// authPipe stands between godbus and the socket. Until godbus writes BEGIN it answers
-// godbus's authentication itself (REJECTED EXTERNAL to the mechanism list, OK to AUTH
-// EXTERNAL); at BEGIN it queues the real conversation, which leaves with godbus's next
-// write (Hello). On the way in, the bus's answer to that conversation (a DATA line asking
-// for the empty response, then "OK <guid>") is read and checked before the first message
-// is passed on: any other answer closes the connection with errFastBus, so every call
-// waiting on it fails rather than hangs.
-type authPipe struct {
-	c *net.UnixConn
-	r *bufio.Reader
-
-	mu      sync.Mutex
-	state   int          // authNul … authDone
-	local   bytes.Buffer // answers to godbus not yet read by it
-	pending []byte       // the real conversation, until the first write after BEGIN
-	ok      atomic.Bool  // the bus's OK has been read
-}
-
-const (
-	authNul   = iota // the NUL byte comes first
-	authList         // "AUTH": which mechanisms?
-	authMech         // "AUTH EXTERNAL"
-	authBegin        // "BEGIN"
-	authDone         // messages
-)
-
-// localGUID stands for the bus's GUID in the OK godbus reads. godbus keeps it only to
-// answer Peer.GetMachineId calls made to objects it exports, and directReads exports none.
-const localGUID = "00000000000000000000000000000000"
-
-func (p *authPipe) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	if p.state == authDone {
-		out := b
-		if p.pending == nil {
-			p.mu.Unlock() // a write that blocks must not hold up the reader
-		} else {
-			// The first write keeps p.mu, so that nothing goes ahead of the conversation;
-			// the bus has nothing to send before it reads it.
-			defer p.mu.Unlock()
-			out = append(p.pending, b...)
-			p.pending = nil
-		}
-		if _, err := p.c.Write(out); err != nil {
-			return 0, err
-		}
-		return len(b), nil
-	}
-	defer p.mu.Unlock()
-	line := string(b)
-	switch {
-	case p.state == authNul && line == "\x00":
-		p.state = authList
-	case p.state == authList && line == "AUTH\r\n":
-		p.local.WriteString("REJECTED EXTERNAL\r\n")
-		p.state = authMech
-	case p.state == authMech && line == "AUTH EXTERNAL\r\n":
-		p.local.WriteString("OK " + localGUID + "\r\n")
-		p.state = authBegin
-	case p.state == authBegin && line == "BEGIN\r\n":
-		p.pending = []byte("\x00AUTH EXTERNAL\r\nDATA\r\nBEGIN\r\n")
-		p.state = authDone
-	default:
-		return 0, errFastBus
-	}
-	return len(b), nil
-}
-
-func (p *authPipe) Read(b []byte) (int, error) {
-	p.mu.Lock()
-	if p.state != authDone {
-		defer p.mu.Unlock()
-		if p.local.Len() == 0 {
-			return 0, errFastBus // godbus waits for an answer it was not given
-		}
-		return p.local.Read(b)
-	}
-	p.mu.Unlock()
-	if !p.ok.Load() { // only godbus's reading goroutine reads, so no other sets it meanwhile
-		if err := p.readOK(); err != nil {
-			return 0, err
-		}
-		p.ok.Store(true)
-	}
-	return p.r.Read(b)
-}
-
-// readOK reads the bus's answer to the conversation: an optional "DATA" line (the bus
-// asking for EXTERNAL's response, which the empty DATA sent already gives), then "OK"
-// and the bus's GUID, 32 hex digits.
-func (p *authPipe) readOK() error {
-	for i := 0; ; i++ {
-		line, err := p.r.ReadSlice('\n')
-		if err != nil {
-			return err
-		}
-		text, ok := bytes.CutSuffix(line, []byte("\r\n"))
-		if !ok {
-			return errFastBus
-		}
-		if i == 0 && (bytes.Equal(text, []byte("DATA")) || bytes.HasPrefix(text, []byte("DATA "))) {
-			continue
-		}
-		guid, ok := bytes.CutPrefix(text, []byte("OK "))
-		if !ok || len(guid) != 32 {
-			return errFastBus
-		}
-		if _, err := hex.Decode(make([]byte, 16), guid); err != nil {
-			return errFastBus
-		}
-		return nil
-	}
-}
-
-func (p *authPipe) Close() error { return p.c.Close() }

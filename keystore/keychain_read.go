@@ -26,15 +26,15 @@ import (
 // prompts, bounded by the caller's deadline as before), a Secret Service without a "login"
 // collection (go-keyring then uses the default alias), any failure.
 //
-// Its connection is its own, dialled by dialPipelined (one round trip before the first
-// answer instead of six); a bus that will not take that is reached through godbus's shared
-// SessionBus, as go-keyring reaches it.
+// Its connection is its own, a wireReader (one round trip before it knows the item instead
+// of six, and no godbus on the way); a bus that will not take that is reached through
+// godbus's shared SessionBus, as go-keyring reaches it.
 type directReads struct {
 	goKeyring
 	mu      sync.Mutex
-	conn    *dbus.Conn      // nil until dialled, or after it closed
-	piped   *pipedConn      // conn, when dialPipelined dialled it
-	slow    bool            // a pipelined connection failed: use dbus.SessionBus
+	wire    *wireReader     // nil until dialled, or after it failed
+	slow    bool            // a wireReader was refused: read on dbus.SessionBus
+	conn    *dbus.Conn      // SessionBus, once slow
 	session dbus.ObjectPath // "" until opened on conn
 	opening *dbus.Call      // an OpenSession sent on conn and not yet answered, or nil
 }
@@ -58,57 +58,49 @@ func (d *directReads) Get(service, user string) (string, error) {
 }
 
 func (d *directReads) read(service, user string) (string, error) {
+	if v, done, err := d.readWire(service, user); done {
+		return v, err
+	}
 	conn, err := d.bus()
 	if err != nil {
 		return "", err
 	}
-	v, err := d.readOn(conn, service, user)
-	if err != nil && d.refused(conn) {
-		// The bus did not take the pipelined authentication: this read, and every later
-		// one, on godbus's SessionBus.
-		if conn, err = d.bus(); err != nil {
-			return "", err
-		}
-		return d.readOn(conn, service, user)
-	}
-	return v, err
+	return d.readOn(conn, service, user)
 }
 
-// refused says whether conn is a pipelined connection the bus did not authenticate, and
-// if so closes it and turns d to godbus's SessionBus.
-func (d *directReads) refused(conn *dbus.Conn) bool {
+// readWire reads on this process's wireReader, dialled on first use and again after one
+// failed; done is false when the bus refused it (from then on every read goes to
+// SessionBus) or none can be dialled.
+func (d *directReads) readWire(service, user string) (v string, done bool, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	p := d.piped
-	if p == nil || p.Conn != conn || p.accepted() {
-		return false
+	if d.slow {
+		return "", false, nil
 	}
-	_ = p.Close()
-	d.slow, d.conn, d.piped, d.session, d.opening = true, nil, nil, "", nil
-	return true
+	if d.wire == nil || d.wire.broken != nil {
+		w, err := dialWire(os.Getenv("DBUS_SESSION_BUS_ADDRESS"))
+		if err != nil {
+			d.slow = true
+			return "", false, nil
+		}
+		d.wire = w
+	}
+	secret, found, err := d.wire.lookup([][2]string{{"service", service}, {"username", user}})
+	switch {
+	case err != nil && !d.wire.accepted():
+		d.slow, d.wire = true, nil // the bus did not take the pipelined authentication
+		return "", false, nil
+	case err != nil:
+		return "", true, err
+	case !found:
+		return "", true, keyring.ErrNotFound
+	}
+	return string(secret), true, nil
 }
 
-// bus is the connection reads go on: this process's pipelined one, dialled on first use
-// and again if it closed (a session lives as long as its connection, so it goes too), or
-// godbus's shared SessionBus once a pipelined one failed.
+// bus is godbus's shared SessionBus, on which reads go once a wireReader was refused. A
+// session lives as long as its connection, so a new connection starts without one.
 func (d *directReads) bus() (*dbus.Conn, error) {
-	d.mu.Lock()
-	if !d.slow {
-		if d.conn != nil && d.conn.Connected() {
-			defer d.mu.Unlock()
-			return d.conn, nil
-		}
-		// Under d.mu: dialPipelined waits for no answer from the bus.
-		d.conn, d.piped, d.session, d.opening = nil, nil, "", nil
-		p, err := dialPipelined(os.Getenv("DBUS_SESSION_BUS_ADDRESS"))
-		if err == nil {
-			defer d.mu.Unlock()
-			d.conn, d.piped = p.Conn, p
-			return p.Conn, nil
-		}
-		d.slow = true
-	}
-	d.mu.Unlock()
 	conn, err := dbus.SessionBus() // a whole handshake: not under d.mu
 	if err != nil {
 		return nil, err
@@ -116,7 +108,7 @@ func (d *directReads) bus() (*dbus.Conn, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.conn != conn {
-		d.conn, d.piped, d.session, d.opening = conn, nil, "", nil
+		d.conn, d.session, d.opening = conn, "", nil
 	}
 	return conn, nil
 }

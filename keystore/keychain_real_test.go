@@ -253,8 +253,11 @@ func TestRealKeychainDirectReads(t *testing.T) {
 		t.Fatalf("direct read of an absent item: %v, want keyring.ErrNotFound", err)
 	}
 
-	own, name := readerConn(t, d)
-	calls := countCalls(t, own, name, func() {
+	conn, err := dbus.SessionBus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := countCalls(t, conn, readerName(t, d), func() {
 		for range 3 {
 			if v, err := d.Get(Service, user); err != nil || v != "written by go-keyring" {
 				t.Fatalf("Get: %q, %v", v, err)
@@ -266,10 +269,6 @@ func TestRealKeychainDirectReads(t *testing.T) {
 	})
 	if calls != 3*2+1 {
 		t.Errorf("three reads and one absent item took %d D-Bus calls, want 7 (go-keyring: 3*7+3)", calls)
-	}
-	conn, err := dbus.SessionBus()
-	if err != nil {
-		t.Fatal(err)
 	}
 	calls = countCalls(t, conn, conn.Names()[0], func() { _, _ = goKeyring{}.Get(Service, user) })
 	if calls != 7 {
@@ -290,29 +289,22 @@ func TestRealKeychainDirectReads(t *testing.T) {
 	}
 }
 
-// readerConn is d's own connection, dialled now, and its unique name on the bus.
-func readerConn(t *testing.T, d *directReads) (*dbus.Conn, string) {
+// readerName is the unique name of d's own connection, which a read has dialled.
+func readerName(t *testing.T, d *directReads) string {
 	t.Helper()
-	conn, err := d.bus()
-	if err != nil {
-		t.Fatal(err)
+	if d.wire == nil || d.wire.name == "" {
+		t.Fatal("directReads is not on a connection of its own (its wireReader failed)")
 	}
-	if d.piped == nil {
-		t.Fatal("directReads is not on a connection of its own (dialPipelined failed)")
-	}
-	var name string
-	if err := (<-d.piped.hello.Done).Store(&name); err != nil {
-		t.Fatalf("Hello: %v", err)
-	}
-	return conn, name
+	return d.wire.name
 }
 
-// countCalls counts the method calls this process sends on conn (whose unique name is
-// name) while f runs, with a monitor connection of its own (org.freedesktop.DBus.Monitoring,
-// as dbus-monitor does).
+// countCalls counts the method calls the connection named name sends while f runs, with a
+// monitor connection of its own (org.freedesktop.DBus.Monitoring, as dbus-monitor does). A
+// call on conn marks the end: the bus has routed every call f waited for before it.
 func countCalls(t *testing.T, conn *dbus.Conn, name string, f func()) int {
 	t.Helper()
-	msgs, stop := eavesdrop(t, "type='method_call',sender='"+name+"'")
+	msgs, stop := eavesdrop(t, "type='method_call',sender='"+name+"'",
+		"type='method_call',sender='"+conn.Names()[0]+"',member='GetId'")
 	defer stop()
 	f()
 	// A marker call ends the count: everything before it has reached the monitor.
@@ -338,13 +330,19 @@ func TestRealKeychainFirstReadAsksForTheSessionAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = keyring.Delete(Service, user) })
-	d := &directReads{}
-	conn, me := readerConn(t, d)
-	msgs, stop := eavesdrop(t, "type='method_call',sender='"+me+"'", "type='method_return',destination='"+me+"'")
+	conn, err := dbus.SessionBus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The reader's unique name is known only once it has read: everything is watched, and
+	// what is not to or from it is passed over.
+	msgs, stop := eavesdrop(t, "type='method_call'", "type='method_return'")
 	defer stop()
+	d := &directReads{}
 	if v, err := d.read(Service, user); err != nil || v != "v" {
 		t.Fatalf("read: %q, %v", v, err)
 	}
+	me := readerName(t, d)
 	_ = conn.BusObject().Call("org.freedesktop.DBus.GetId", 0).Err // marks the end
 	var seq []string
 	searchSerial := uint32(0)
@@ -353,13 +351,15 @@ func TestRealKeychainFirstReadAsksForTheSessionAtOnce(t *testing.T) {
 		if member == "GetId" {
 			break
 		}
-		switch m.Type {
-		case dbus.TypeMethodCall:
+		sender, _ := m.Headers[dbus.FieldSender].Value().(string)
+		dest, _ := m.Headers[dbus.FieldDestination].Value().(string)
+		switch {
+		case m.Type == dbus.TypeMethodCall && sender == me && member != "Hello":
 			if member == "SearchItems" {
 				searchSerial = m.Serial()
 			}
 			seq = append(seq, member)
-		case dbus.TypeMethodReply:
+		case m.Type == dbus.TypeMethodReply && dest == me:
 			if rs, _ := m.Headers[dbus.FieldReplySerial].Value().(uint32); rs == searchSerial && rs != 0 {
 				seq = append(seq, "SearchItems answered")
 			}
@@ -385,7 +385,9 @@ func eavesdrop(t *testing.T, rules ...string) (msgs <-chan *dbus.Message, stop f
 	}
 	ch := make(chan *dbus.Message, 256)
 	mon.Eavesdrop(ch)
-	return ch, func() { _ = mon.Close() }
+	// Eavesdropping ends first: godbus's Close closes the channel without clearing it, and
+	// a message read after that would be sent on the closed channel (a panic).
+	return ch, func() { mon.Eavesdrop(nil); _ = mon.Close() }
 }
 
 // A read whose pipelined connection the bus refuses is made again on godbus's SessionBus,
