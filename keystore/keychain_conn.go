@@ -5,6 +5,7 @@ package keystore
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -24,8 +25,9 @@ import (
 //   - The authentication is sd-bus's (libsystemd): EXTERNAL with no initial response, so
 //     the bus takes the credentials of the socket itself (a uid written out would be
 //     refused in a user namespace, where the bus sees another one), the empty DATA it then
-//     asks for, and BEGIN. sd-bus then waits for the OK before its Hello; here Hello, the
-//     OpenSession and the first SearchItems follow in the same write. dbus-daemon (the
+//     asks for, and BEGIN. sd-bus then waits for the OK before its Hello; here Hello,
+//     GetNameOwner of the Secret Service, OpenSession and the first SearchItems follow in
+//     the same write. dbus-daemon (the
 //     keychain tests run on it) and dbus-broker both take that, reading each command in
 //     order; the specification has BEGIN follow the OK, so a bus that read it strictly
 //     would refuse, and the caller then goes on through godbus's SessionBus.
@@ -46,6 +48,7 @@ type wireReader struct {
 	started bool   // the conversation, Hello and OpenSession have been sent
 	ok      bool   // the bus answered the authentication with OK
 	name    string // the unique name, once Hello's reply went by
+	owner   string // the unique name of the Secret Service, once GetNameOwner answered
 	session string // the plain session's path, once opened
 	broken  error  // once a call failed on the connection, every later one does
 }
@@ -59,8 +62,8 @@ var errFastBus = errors.New("the session bus does not take a pipelined EXTERNAL 
 
 func dialWire(address string) (*wireReader, error) {
 	path, ok := unixBusPath(address)
-	if !ok || runtime.GOOS != "linux" {
-		return nil, errFastBus
+	if !ok || runtime.GOOS != "linux" || binary.NativeEndian.Uint16([]byte{1, 0}) != 1 {
+		return nil, errFastBus // the replies it reads are the machine's order: little-endian only
 	}
 	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
@@ -79,11 +82,17 @@ func (w *wireReader) next() uint32 { w.serial++; return w.serial }
 // lookup is the secret of the first item of the "login" collection with these attributes,
 // or found false. A Secret Service error (a locked item, no such collection) is a
 // *wireError; the caller hands those to go-keyring.
+//
+// A reply counts only from the peer it is expected from: the bus itself for Hello and
+// GetNameOwner, and for the Secret Service's calls the unique name that owns
+// org.freedesktop.secrets, which GetNameOwner asks in the first write. The bus sets every
+// message's sender, and a stock session bus lets any peer send a connection a reply it
+// did not ask for, so a serial alone proves nothing.
 func (w *wireReader) lookup(attrs [][2]string) (secret []byte, found bool, err error) {
 	if w.broken != nil {
 		return nil, false, w.broken
 	}
-	fatal := false // an error reply to Hello or OpenSession leaves the connection unusable too
+	fatal := false // an error reply to Hello, GetNameOwner or OpenSession leaves the connection unusable too
 	defer func() {
 		var we *wireError
 		if err != nil && (fatal || !errors.As(err, &we)) {
@@ -95,12 +104,12 @@ func (w *wireReader) lookup(attrs [][2]string) (secret []byte, found bool, err e
 		return nil, false, err
 	}
 	var out []byte
-	var hello, open uint32
+	var hello, owner, open uint32
 	if !w.started {
 		out = append(out, "\x00AUTH EXTERNAL\r\nDATA\r\nBEGIN\r\n"...)
-		hello = w.next()
-		out = appendCall(out, hello, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "Hello", callBody{})
-		open = w.next()
+		hello, owner, open = w.next(), w.next(), w.next()
+		out = appendCall(out, hello, busName, busPath, busName, "Hello", callBody{})
+		out = appendCall(out, owner, busName, busPath, busName, "GetNameOwner", stringBody(secretsName))
 		out = appendCall(out, open, secretsName, secretsPath, "org.freedesktop.Secret.Service", "OpenSession", openSessionBody())
 		w.started = true
 	}
@@ -116,32 +125,49 @@ func (w *wireReader) lookup(attrs [][2]string) (secret []byte, found bool, err e
 		w.ok = true
 	}
 	var items []string
-	for pending := 1 + btoi(open != 0); pending > 0; {
+	var searchErr error
+	for searched, opened := false, open == 0; !searched || !opened; {
 		r, err := w.readReply()
 		if err != nil {
 			return nil, false, err
 		}
 		switch {
-		case hello != 0 && r.replySerial == hello:
+		case r.sender == busName && hello != 0 && r.replySerial == hello:
 			if w.name, err = decodeString(r); err != nil {
 				fatal = true
 				return nil, false, fmt.Errorf("Hello: %w", err)
 			}
+		case r.sender == busName && owner != 0 && r.replySerial == owner:
+			if w.owner, err = decodeString(r); err != nil || w.owner == "" {
+				fatal = true // not running yet (D-Bus activation): go-keyring's read starts it
+				return nil, false, fmt.Errorf("GetNameOwner(%s): %w", secretsName, err)
+			}
+		case w.owner == "" || r.sender != w.owner:
+			// Not from the Secret Service: passed over.
 		case open != 0 && r.replySerial == open:
 			if w.session, err = decodeOpenSession(r); err != nil {
 				fatal = true
 				return nil, false, fmt.Errorf("OpenSession: %w", err)
 			}
-			pending--
+			opened = true
 		case r.replySerial == search:
+			// An error is held until OpenSession's reply is in too, so that a later lookup
+			// has the session.
 			if items, err = decodePaths(r); err != nil {
-				return nil, false, fmt.Errorf("SearchItems: %w", err)
+				searchErr = fmt.Errorf("SearchItems: %w", err)
 			}
-			pending--
+			searched = true
 		}
+	}
+	if searchErr != nil {
+		return nil, false, searchErr
 	}
 	if len(items) == 0 {
 		return nil, false, nil
+	}
+	if w.session == "" {
+		fatal = true
+		return nil, false, fmt.Errorf("%w: no session", errWire)
 	}
 	get := w.next()
 	out = appendCall(out[:0], get, secretsName, items[0], "org.freedesktop.Secret.Item", "GetSecret", pathBody(w.session))
@@ -153,7 +179,7 @@ func (w *wireReader) lookup(attrs [][2]string) (secret []byte, found bool, err e
 		if err != nil {
 			return nil, false, err
 		}
-		if r.replySerial == get {
+		if r.sender == w.owner && r.replySerial == get {
 			v, err := decodeSecret(r)
 			if err != nil {
 				return nil, false, fmt.Errorf("GetSecret: %w", err)
@@ -163,41 +189,44 @@ func (w *wireReader) lookup(attrs [][2]string) (secret []byte, found bool, err e
 	}
 }
 
-func btoi(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
+const (
+	busName = "org.freedesktop.DBus"
+	busPath = "/org/freedesktop/DBus"
+)
 
-// readReply is the next method return or error; signals and calls to us are passed over.
+// readReply is the next method return or error; signals and calls to us are passed over
+// unread, in either byte order and up to the specification's bound.
 func (w *wireReader) readReply() (reply, error) {
 	for {
 		h, err := w.r.Peek(16)
 		if err != nil {
 			return reply{}, err
 		}
-		n, err := wireLen(h)
+		n, typ, err := headerLen(h)
 		if err != nil {
+			return reply{}, err
+		}
+		if typ != msgReturn && typ != msgError {
+			if _, err := w.r.Discard(n); err != nil {
+				return reply{}, err
+			}
+			continue
+		}
+		if _, err := wireLen(h); err != nil {
 			return reply{}, err
 		}
 		m := make([]byte, n)
 		if _, err := io.ReadFull(w.r, m); err != nil {
 			return reply{}, err
 		}
-		r, err := parseReply(m)
-		if err != nil {
-			return reply{}, err
-		}
-		if r.typ == msgReturn || r.typ == msgError {
-			return r, nil
-		}
+		return parseReply(m)
 	}
 }
 
-// readOK reads the bus's answer to the conversation: an optional "DATA" line (the bus
-// asking for EXTERNAL's response, which the empty DATA sent already gives), then "OK"
-// and the bus's GUID, 32 hex digits. Anything else is errFastBus.
+// readOK reads the bus's answer to the conversation: a "DATA" line (the bus asking for
+// EXTERNAL's response, which the empty DATA sent already gives), then "OK" and the bus's
+// GUID, 32 hex digits. Anything else is errFastBus: a bus that said OK at once would take
+// the DATA sent after it for an error, and godbus's conversation suits it better.
 func (w *wireReader) readOK() error {
 	for i := 0; ; i++ {
 		line, err := w.r.ReadSlice('\n')
@@ -211,7 +240,10 @@ func (w *wireReader) readOK() error {
 		if !ok {
 			return errFastBus
 		}
-		if i == 0 && (bytes.Equal(text, []byte("DATA")) || bytes.HasPrefix(text, []byte("DATA "))) {
+		if i == 0 {
+			if !bytes.Equal(text, []byte("DATA")) && !bytes.HasPrefix(text, []byte("DATA ")) {
+				return errFastBus
+			}
 			continue
 		}
 		guid, ok := bytes.CutPrefix(text, []byte("OK "))

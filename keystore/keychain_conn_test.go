@@ -43,6 +43,7 @@ func TestUnixBusPath(t *testing.T) {
 }
 
 const (
+	fakeOwner   = ":1.5" // the Secret Service's unique name
 	fakeSession = "/org/freedesktop/secrets/session/s7"
 	fakeItem    = "/org/freedesktop/secrets/collection/login/3"
 )
@@ -112,9 +113,24 @@ func (b *fakeBus) serve(first int, refusal string) <-chan served {
 				return // the client hung up
 			}
 			s.calls = append(s.calls, m)
+			if member, _ := m.Headers[dbus.FieldMember].Value().(string); member != "Hello" && member != "GetNameOwner" {
+				// Ahead of the Secret Service's answer, what another peer may send: a reply
+				// with the right serial (a stock session bus lets it through), and a signal
+				// that carries one.
+				out.Write(fakeMessage(b.t, dbus.TypeMethodReply, m.Serial(), "", map[dbus.HeaderField]dbus.Variant{
+					dbus.FieldSender: dbus.MakeVariant(":1.666"),
+				}, []dbus.ObjectPath{"/spoofed"}))
+				out.Write(fakeMessage(b.t, dbus.TypeSignal, m.Serial(), "", map[dbus.HeaderField]dbus.Variant{
+					dbus.FieldSender:    dbus.MakeVariant(fakeOwner),
+					dbus.FieldPath:      dbus.MakeVariant(dbus.ObjectPath("/x")),
+					dbus.FieldInterface: dbus.MakeVariant("x.y"),
+					dbus.FieldMember:    dbus.MakeVariant("Z"),
+				}, ssSecret{Session: "/s", Value: []byte("from a signal")}))
+			}
 			out.Write(fakeAnswer(b.t, m))
 			if len(s.calls) == 1 { // what a bus sends a new connection after its Hello
 				out.Write(fakeMessage(b.t, dbus.TypeSignal, 0, "", map[dbus.HeaderField]dbus.Variant{
+					dbus.FieldSender:    dbus.MakeVariant(busName),
 					dbus.FieldPath:      dbus.MakeVariant(dbus.ObjectPath("/org/freedesktop/DBus")),
 					dbus.FieldInterface: dbus.MakeVariant("org.freedesktop.DBus"),
 					dbus.FieldMember:    dbus.MakeVariant("NameAcquired"),
@@ -134,24 +150,30 @@ func (b *fakeBus) serve(first int, refusal string) <-chan served {
 // fakeAnswer is the bus's or the Secret Service's reply to a call, encoded by godbus.
 func fakeAnswer(t testing.TB, m *dbus.Message) []byte {
 	member, _ := m.Headers[dbus.FieldMember].Value().(string)
+	bus := map[dbus.HeaderField]dbus.Variant{dbus.FieldSender: dbus.MakeVariant(busName)}
+	svc := func() map[dbus.HeaderField]dbus.Variant {
+		return map[dbus.HeaderField]dbus.Variant{dbus.FieldSender: dbus.MakeVariant(fakeOwner)}
+	}
 	switch member {
 	case "Hello":
-		return fakeMessage(t, dbus.TypeMethodReply, m.Serial(), "", nil, ":1.42")
+		return fakeMessage(t, dbus.TypeMethodReply, m.Serial(), "", bus, ":1.42")
+	case "GetNameOwner":
+		return fakeMessage(t, dbus.TypeMethodReply, m.Serial(), "", bus, fakeOwner)
 	case "OpenSession":
-		return fakeMessage(t, dbus.TypeMethodReply, m.Serial(), "", nil, dbus.MakeVariant(""), dbus.ObjectPath(fakeSession))
+		return fakeMessage(t, dbus.TypeMethodReply, m.Serial(), "", svc(), dbus.MakeVariant(""), dbus.ObjectPath(fakeSession))
 	case "SearchItems":
 		attrs, _ := m.Body[0].(map[string]string)
 		switch attrs["username"] {
 		case "u":
-			return fakeMessage(t, dbus.TypeMethodReply, m.Serial(), "", nil, []dbus.ObjectPath{fakeItem})
+			return fakeMessage(t, dbus.TypeMethodReply, m.Serial(), "", svc(), []dbus.ObjectPath{fakeItem})
 		case "locked":
-			return fakeMessage(t, dbus.TypeError, m.Serial(), "org.freedesktop.Secret.Error.IsLocked", nil, "Cannot get secret of a locked object")
+			return fakeMessage(t, dbus.TypeError, m.Serial(), "org.freedesktop.Secret.Error.IsLocked", svc(), "Cannot get secret of a locked object")
 		}
-		return fakeMessage(t, dbus.TypeMethodReply, m.Serial(), "", nil, []dbus.ObjectPath{})
+		return fakeMessage(t, dbus.TypeMethodReply, m.Serial(), "", svc(), []dbus.ObjectPath{})
 	case "GetSecret":
-		return fakeMessage(t, dbus.TypeMethodReply, m.Serial(), "", nil, ssSecret{Session: fakeSession, Value: []byte("s3cret"), ContentType: "text/plain"})
+		return fakeMessage(t, dbus.TypeMethodReply, m.Serial(), "", svc(), ssSecret{Session: fakeSession, Value: []byte("s3cret"), ContentType: "text/plain"})
 	}
-	return fakeMessage(t, dbus.TypeError, m.Serial(), "org.freedesktop.DBus.Error.UnknownMethod", nil, "no "+member)
+	return fakeMessage(t, dbus.TypeError, m.Serial(), "org.freedesktop.DBus.Error.UnknownMethod", svc(), "no "+member)
 }
 
 // fakeMessage encodes a message with godbus. godbus cannot be given a serial for a message
@@ -199,7 +221,7 @@ func TestWireReaderLookup(t *testing.T) {
 		t.Skip("the wire reader is Linux's alone")
 	}
 	b := newFakeBus(t)
-	got := b.serve(3, "")
+	got := b.serve(4, "")
 	w, err := dialWire(b.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -214,8 +236,8 @@ func TestWireReaderLookup(t *testing.T) {
 	if _, found, err := w.lookup([][2]string{{"service", "svc"}, {"username", "nobody"}}); err != nil || found {
 		t.Fatalf("lookup of an absent item: found %v, %v", found, err)
 	}
-	if w.name != ":1.42" || w.session != fakeSession {
-		t.Errorf("unique name %q, session %q", w.name, w.session)
+	if w.name != ":1.42" || w.owner != fakeOwner || w.session != fakeSession {
+		t.Errorf("unique name %q, Secret Service %q, session %q", w.name, w.owner, w.session)
 	}
 	_ = w.Close()
 	s := <-got
@@ -226,7 +248,7 @@ func TestWireReaderLookup(t *testing.T) {
 	if want := "\x00AUTH EXTERNAL\r\nDATA\r\nBEGIN\r\n"; s.auth != want {
 		t.Errorf("authentication %q, want %q", s.auth, want)
 	}
-	want := []string{"Hello", "OpenSession", "SearchItems", "GetSecret", "SearchItems", "GetSecret", "SearchItems"}
+	want := []string{"Hello", "GetNameOwner", "OpenSession", "SearchItems", "GetSecret", "SearchItems", "GetSecret", "SearchItems"}
 	if got := members(s.calls); !slices.Equal(got, want) {
 		t.Fatalf("calls %v, want %v", got, want)
 	}
@@ -241,6 +263,10 @@ func TestWireReaderLookup(t *testing.T) {
 		case "Hello":
 			if dest != "org.freedesktop.DBus" || path != "/org/freedesktop/DBus" || iface != "org.freedesktop.DBus" || len(m.Body) != 0 {
 				t.Errorf("Hello: %v %v %v %v", dest, path, iface, m.Body)
+			}
+		case "GetNameOwner":
+			if dest != "org.freedesktop.DBus" || path != "/org/freedesktop/DBus" || iface != "org.freedesktop.DBus" || len(m.Body) != 1 || m.Body[0] != secretsName {
+				t.Errorf("GetNameOwner: %v %v %v %v", dest, path, iface, m.Body)
 			}
 		case "OpenSession":
 			if v, _ := m.Body[1].(dbus.Variant); dest != secretsName || path != secretsPath || iface != "org.freedesktop.Secret.Service" ||
@@ -269,7 +295,7 @@ func TestWireReaderErrorReply(t *testing.T) {
 		t.Skip("the wire reader is Linux's alone")
 	}
 	b := newFakeBus(t)
-	got := b.serve(3, "")
+	got := b.serve(4, "")
 	w, err := dialWire(b.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -323,7 +349,7 @@ func TestWireReaderRefused(t *testing.T) {
 }
 
 // What the bus may answer to the conversation: a DATA line asking for EXTERNAL's response,
-// at most once, then OK and a GUID of 32 hex digits.
+// once, then OK and a GUID of 32 hex digits.
 func TestWireReaderReadsTheBusAnswer(t *testing.T) {
 	const guid = "0123456789abcdef0123456789abcdef"
 	for _, c := range []struct {
@@ -331,13 +357,13 @@ func TestWireReaderReadsTheBusAnswer(t *testing.T) {
 		ok bool
 	}{
 		{"DATA\r\nOK " + guid + "\r\n", true},
-		{"OK " + guid + "\r\n", true},
+		{"OK " + guid + "\r\n", false}, // OK at once: the DATA sent after it would be an error
 		{"DATA 00\r\nOK " + guid + "\r\n", true},
 		{"DATA\r\nDATA\r\nOK " + guid + "\r\n", false},
-		{"OK \r\n", false},
-		{"OK " + guid[:31] + "\r\n", false},
-		{"OK " + strings.Repeat("z", 32) + "\r\n", false},
-		{"OK " + guid + "\n", false},
+		{"DATA\r\nOK \r\n", false},
+		{"DATA\r\nOK " + guid[:31] + "\r\n", false},
+		{"DATA\r\nOK " + strings.Repeat("z", 32) + "\r\n", false},
+		{"DATA\r\nOK " + guid + "\n", false},
 		{"REJECTED EXTERNAL\r\n", false},
 		{"ERROR\r\n", false},
 		{strings.Repeat("x", 5000) + "\r\n", false},
@@ -409,4 +435,50 @@ func FuzzWireReply(f *testing.F) {
 		_, _ = decodePaths(r)
 		_, _ = decodeSecret(r)
 	})
+}
+
+// Object paths the bus hands back are checked before they go out again as a call's path or
+// a session argument, by the rule godbus's ObjectPath.IsValid applies.
+func TestValidObjectPath(t *testing.T) {
+	for _, p := range []string{"/", "/a", "/org/freedesktop/secrets/collection/login/3", "/a_b/C9", "", "a", "//", "/a/", "/a//b", "/a-b", "/a.b", "/\x00"} {
+		if got, want := validObjectPath(p), dbus.ObjectPath(p).IsValid(); got != want {
+			t.Errorf("validObjectPath(%q) = %v, godbus says %v", p, got, want)
+		}
+	}
+}
+
+// Messages that are not replies are passed over unread in either byte order, whatever they
+// claim up to the specification's bound; a reply must be little-endian and small.
+func TestWireHeaderLengths(t *testing.T) {
+	le := fakeMessage(t, dbus.TypeSignal, 0, "", map[dbus.HeaderField]dbus.Variant{
+		dbus.FieldPath: dbus.MakeVariant(dbus.ObjectPath("/x")), dbus.FieldInterface: dbus.MakeVariant("x.y"), dbus.FieldMember: dbus.MakeVariant("Z"),
+	}, "v")
+	if n, typ, err := headerLen(le); err != nil || n != len(le) || typ != msgSignal {
+		t.Errorf("little-endian signal: %d, %d, %v; want %d", n, typ, err, len(le))
+	}
+	m := &dbus.Message{Type: dbus.TypeMethodReply, Headers: map[dbus.HeaderField]dbus.Variant{
+		dbus.FieldReplySerial: dbus.MakeVariant(uint32(1)), dbus.FieldSignature: dbus.MakeVariant(dbus.SignatureOf("")),
+	}, Body: []any{"big"}}
+	var be bytes.Buffer
+	if err := m.EncodeTo(&be, binary.BigEndian); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err := headerLen(be.Bytes()); err != nil || n != be.Len() {
+		t.Errorf("big-endian: %d, %v; want %d", n, err, be.Len())
+	}
+	if _, err := wireLen(be.Bytes()); !errors.Is(err, errWire) {
+		t.Errorf("a big-endian reply: %v, want errWire", err)
+	}
+	huge := append([]byte(nil), le[:16]...)
+	binary.LittleEndian.PutUint32(huge[4:], 2<<20)
+	if _, _, err := headerLen(huge); err != nil {
+		t.Errorf("a 2 MB signal: %v, want it passed over", err)
+	}
+	if _, err := wireLen(huge); !errors.Is(err, errWire) {
+		t.Errorf("a 2 MB reply: %v, want errWire", err)
+	}
+	binary.LittleEndian.PutUint32(huge[4:], 200<<20)
+	if _, _, err := headerLen(huge); !errors.Is(err, errWire) {
+		t.Errorf("a 200 MB message: %v, want errWire", err)
+	}
 }

@@ -365,7 +365,7 @@ func TestRealKeychainFirstReadAsksForTheSessionAtOnce(t *testing.T) {
 			}
 		}
 	}
-	want := []string{"OpenSession", "SearchItems", "SearchItems answered", "GetSecret"}
+	want := []string{"GetNameOwner", "OpenSession", "SearchItems", "SearchItems answered", "GetSecret"}
 	if !slices.Equal(seq, want) {
 		t.Fatalf("the first read's messages: %v, want %v", seq, want)
 	}
@@ -393,7 +393,7 @@ func eavesdrop(t *testing.T, rules ...string) (msgs <-chan *dbus.Message, stop f
 // A read whose pipelined connection the bus refuses is made again on godbus's SessionBus,
 // at once. (SessionBus is the process's shared connection, made here by keyring.Set before
 // the address is pointed at a refusing bus; a real bus that refuses pipelining is
-// TestPipelinedConnRefused's fake.)
+// TestWireReaderRefused's fake.)
 func TestRealKeychainReadAfterARefusal(t *testing.T) {
 	realKeyring(t)
 	const user = "test/refused"

@@ -12,15 +12,16 @@ import (
 // only), written by hand: godbus encodes and decodes through reflection, and on the VM of
 // docs/BENCH.md its first use in a process (encoders, decoders, a reader goroutine, a
 // goroutine per call) touched about 120 heap pages more than the rest of a `get`, each a
-// trap costing microseconds there. A direct read needs four calls with fixed signatures:
-// Hello, OpenSession ("sv", the variant a string), SearchItems ("a{ss}") and GetSecret
-// ("o"), and the replies "s", "vo", "ao" and "(oayays)". Tests hold both directions to
-// godbus's own encoder and decoder.
+// trap costing microseconds there. A direct read needs five calls with fixed signatures:
+// Hello, GetNameOwner ("s"), OpenSession ("sv", the variant a string), SearchItems
+// ("a{ss}") and GetSecret ("o"), and the replies "s", "s", "vo", "ao" and "(oayays)".
+// Tests hold both directions to godbus's own encoder and decoder.
 
 const (
 	msgCall   = 1
 	msgReturn = 2
 	msgError  = 3
+	msgSignal = 4
 
 	fieldPath        = 1
 	fieldInterface   = 2
@@ -28,11 +29,14 @@ const (
 	fieldErrorName   = 4
 	fieldReplySerial = 5
 	fieldDestination = 6
+	fieldSender      = 7
 	fieldSignature   = 8
 
 	// maxWireMessage bounds what a reply may claim to be; the Secret Service's answers to
 	// these calls are a few hundred bytes.
 	maxWireMessage = 1 << 20
+	// maxSkipped is the specification's bound on any message, for those passed over unread.
+	maxSkipped = 128 << 20
 )
 
 var errWire = errors.New("malformed D-Bus message")
@@ -124,25 +128,51 @@ func searchBody(attrs [][2]string) callBody { // a{ss}
 
 func pathBody(p string) callBody { w := wire{}; w.str(p); return callBody{"o", w.b} }
 
+func stringBody(s string) callBody { w := wire{}; w.str(s); return callBody{"s", w.b} }
+
 // reply is a method return or error as read off the bus.
 type reply struct {
 	typ         byte
 	replySerial uint32
 	sig         string
 	errName     string
+	sender      string // set by the bus, which overwrites whatever a peer put there
 	body        []byte // from an 8-aligned start
 }
 
-// wireLen is the whole length of the message whose fixed 16-byte header is h.
+// headerLen is the whole length and the type of the message whose fixed 16-byte header is
+// h, in either byte order, up to the specification's bound.
+func headerLen(h []byte) (n int, typ byte, err error) {
+	var order binary.ByteOrder
+	switch {
+	case len(h) < 16 || h[3] != 1:
+		return 0, 0, fmt.Errorf("%w: not a D-Bus 1 message", errWire)
+	case h[0] == 'l':
+		order = binary.LittleEndian
+	case h[0] == 'B':
+		order = binary.BigEndian
+	default:
+		return 0, 0, fmt.Errorf("%w: byte order %q", errWire, h[0])
+	}
+	n = (16+int(order.Uint32(h[12:]))+7)&^7 + int(order.Uint32(h[4:]))
+	if n > maxSkipped || n < 16 {
+		return 0, 0, fmt.Errorf("%w: %d bytes", errWire, n)
+	}
+	return n, h[1], nil
+}
+
+// wireLen is the whole length of a reply whose fixed header is h: little-endian, as the
+// bus and the Secret Service on this machine write (dialWire runs on little-endian
+// machines only), and at most maxWireMessage.
 func wireLen(h []byte) (int, error) {
-	if len(h) < 16 || h[0] != 'l' || h[3] != 1 {
-		return 0, fmt.Errorf("%w: not a little-endian D-Bus 1 message", errWire)
+	n, _, err := headerLen(h)
+	if err != nil {
+		return 0, err
 	}
-	body, fields := binary.LittleEndian.Uint32(h[4:]), binary.LittleEndian.Uint32(h[12:])
-	if body > maxWireMessage || fields > maxWireMessage {
-		return 0, fmt.Errorf("%w: %d bytes", errWire, uint64(body)+uint64(fields))
+	if h[0] != 'l' || n > maxWireMessage {
+		return 0, fmt.Errorf("%w: a reply of %d bytes in byte order %q", errWire, n, h[0])
 	}
-	return (16+int(fields)+7)&^7 + int(body), nil
+	return n, nil
 }
 
 // parseReply reads the fixed header and the header fields of a whole message m.
@@ -180,6 +210,8 @@ func parseReply(m []byte) (reply, error) {
 			r.sig = s
 		case fieldErrorName:
 			r.errName = s
+		case fieldSender:
+			r.sender = s
 		}
 	}
 	if d.err != nil || d.off != fieldsEnd {
@@ -249,6 +281,40 @@ func (d *dec) str() string { // s, o
 	return string(s)
 }
 
+// path is an object path, which must be well formed: it goes back to the bus as the path
+// of a call, or as a session argument.
+func (d *dec) path() string {
+	p := d.str()
+	if d.err == nil && !validObjectPath(p) {
+		d.err = fmt.Errorf("%w: object path %q", errWire, p)
+	}
+	return p
+}
+
+// validObjectPath is the specification's rule: "/", or "/" and elements of [A-Za-z0-9_]
+// separated by single slashes, with none at the end.
+func validObjectPath(p string) bool {
+	if p == "/" {
+		return true
+	}
+	if len(p) < 2 || p[0] != '/' || p[len(p)-1] == '/' {
+		return false
+	}
+	for i := 1; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c == '/':
+			if p[i-1] == '/' {
+				return false
+			}
+		case c == '_' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 func (d *dec) sig() string { // g
 	n := d.byte()
 	s := d.bytes(int(n))
@@ -301,7 +367,7 @@ func decodeOpenSession(r reply) (string, error) { // vo: the output (a string fo
 		return "", fmt.Errorf("%w: OpenSession's output is not a string", errWire)
 	}
 	d.str()
-	p := d.str()
+	p := d.path()
 	return p, d.done()
 }
 
@@ -317,7 +383,7 @@ func decodePaths(r reply) ([]string, error) { // ao
 	}
 	var out []string
 	for d.off < end && d.err == nil {
-		out = append(out, d.str())
+		out = append(out, d.path())
 	}
 	if d.off != end {
 		d.err = errWire
