@@ -4,7 +4,6 @@ package keystore
 
 import (
 	"errors"
-	"os"
 	"sync"
 
 	"github.com/godbus/dbus/v5"
@@ -25,18 +24,11 @@ import (
 // whatever it cannot read plainly goes to go-keyring's Get: a locked item (whose Unlock
 // prompts, bounded by the caller's deadline as before), a Secret Service without a "login"
 // collection (go-keyring then uses the default alias), any failure.
-//
-// Its connection is its own, a wireReader (one round trip before it knows the item instead
-// of six, and no godbus on the way); a bus that will not take that is reached through
-// godbus's shared SessionBus, as go-keyring reaches it.
 type directReads struct {
 	goKeyring
 	mu      sync.Mutex
-	wire    *wireReader     // nil until dialled, or after it failed
-	slow    bool            // a wireReader was refused: read on dbus.SessionBus
-	conn    *dbus.Conn      // SessionBus, once slow
-	session dbus.ObjectPath // "" until opened on conn
-	opening *dbus.Call      // an OpenSession sent on conn and not yet answered, or nil
+	session dbus.ObjectPath // "" until opened
+	opening *dbus.Call      // an OpenSession sent and not yet answered, or nil
 }
 
 func newKeyringAPI() keyringAPI { return &directReads{} }
@@ -58,67 +50,15 @@ func (d *directReads) Get(service, user string) (string, error) {
 }
 
 func (d *directReads) read(service, user string) (string, error) {
-	if v, done, err := d.readWire(service, user); done {
-		return v, err
-	}
-	conn, err := d.bus()
+	conn, err := dbus.SessionBus()
 	if err != nil {
 		return "", err
 	}
-	return d.readOn(conn, service, user)
-}
-
-// readWire reads on this process's wireReader, dialled on first use and again after one
-// failed; done is false when the bus refused it (from then on every read goes to
-// SessionBus) or none can be dialled.
-func (d *directReads) readWire(service, user string) (v string, done bool, err error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.slow {
-		return "", false, nil
-	}
-	if d.wire == nil || d.wire.broken != nil {
-		w, err := dialWire(os.Getenv("DBUS_SESSION_BUS_ADDRESS"))
-		if err != nil {
-			d.slow = true
-			return "", false, nil
-		}
-		d.wire = w
-	}
-	secret, found, err := d.wire.lookup([][2]string{{"service", service}, {"username", user}})
-	switch {
-	case err != nil && !d.wire.accepted():
-		d.slow, d.wire = true, nil // the bus did not take the pipelined authentication
-		return "", false, nil
-	case err != nil:
-		return "", true, err
-	case !found:
-		return "", true, keyring.ErrNotFound
-	}
-	return string(secret), true, nil
-}
-
-// bus is godbus's shared SessionBus, on which reads go once a wireReader was refused. A
-// session lives as long as its connection, so a new connection starts without one.
-func (d *directReads) bus() (*dbus.Conn, error) {
-	conn, err := dbus.SessionBus() // a whole handshake: not under d.mu
-	if err != nil {
-		return nil, err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.conn != conn {
-		d.conn, d.session, d.opening = conn, "", nil
-	}
-	return conn, nil
-}
-
-func (d *directReads) readOn(conn *dbus.Conn, service, user string) (string, error) {
 	// OpenSession does not depend on the search, so both go out at once: the first read of
 	// a process (a warm get makes one) waits for one round trip to the daemon, not two.
 	d.startSession(conn)
 	var items []dbus.ObjectPath
-	err := conn.Object(secretsName, loginCollection).Call("org.freedesktop.Secret.Collection.SearchItems", 0,
+	err = conn.Object(secretsName, loginCollection).Call("org.freedesktop.Secret.Collection.SearchItems", 0,
 		map[string]string{"service": service, "username": user}).Store(&items)
 	if err != nil {
 		return "", err
@@ -141,7 +81,7 @@ func (d *directReads) readOn(conn *dbus.Conn, service, user string) (string, err
 func (d *directReads) startSession(conn *dbus.Conn) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.conn == conn && d.session == "" && d.opening == nil {
+	if d.session == "" && d.opening == nil {
 		d.opening = conn.Object(secretsName, secretsPath).Go("org.freedesktop.Secret.Service.OpenSession", 0, nil,
 			"plain", dbus.MakeVariant(""))
 	}
@@ -152,14 +92,12 @@ func (d *directReads) startSession(conn *dbus.Conn) {
 // slow answer does not hold up another read.
 func (d *directReads) openSession(conn *dbus.Conn) (dbus.ObjectPath, error) {
 	d.mu.Lock()
-	var call *dbus.Call
-	if d.conn == conn {
-		if d.session != "" {
-			defer d.mu.Unlock()
-			return d.session, nil
-		}
-		call, d.opening = d.opening, nil
+	if d.session != "" {
+		defer d.mu.Unlock()
+		return d.session, nil
 	}
+	call := d.opening
+	d.opening = nil
 	d.mu.Unlock()
 	if call == nil {
 		call = conn.Object(secretsName, secretsPath).Call("org.freedesktop.Secret.Service.OpenSession", 0,
@@ -174,9 +112,6 @@ func (d *directReads) openSession(conn *dbus.Conn) (dbus.ObjectPath, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.conn != conn {
-		return session, nil // conn closed meanwhile; the read on it fails or has its answer
-	}
 	if d.session == "" {
 		d.session = session
 	}
